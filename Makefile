@@ -1,0 +1,32 @@
+# Two entry points, each creating the virtual environment it needs:
+#   make demo   - the whole unlearning story on the embedded digits data (CPU, about a minute)
+#   make test   - the test suite
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench-quality bench-cpu clean
+
+$(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q torch torchvision numpy scikit-learn tqdm matplotlib pillow pytest hypothesis ninja
+	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m wsscl_fast demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench-quality: $(STAMP)
+	$(PY) benchmarks/bench_quality_cpu.py
+
+bench-cpu: $(STAMP)
+	$(PY) benchmarks/bench_infonce.py --cpu
+	$(PY) benchmarks/bench_masked_step.py --cpu
+
+clean:
+	rm -rf $(VENV) build *.egg-info wsscl_fast/_C*.so

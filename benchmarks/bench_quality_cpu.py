@@ -1,0 +1,116 @@
+"""CPU-sized real-data quality benchmark: every method's Avg. Gap to Retrain, mean +- std over seeds.
+
+Data: a seeded CIFAR-10 subset from ../shared (default 5,000 train / 1,000 test images).
+Model: a small CNN trained *without* augmentation so that it memorises its training set
+(train accuracy >= 95%): the regime where forgetting is measurable. Scenario: 10% random
+forgetting (or --forget class:0), one original model and one Retrain per seed.
+The originals and Retrains are cached under benchmarks/.cache so that re-runs that only
+change method settings (--set) skip the training.
+
+    python benchmarks/bench_quality_cpu.py                 # about 25 minutes on 2 cores
+    python benchmarks/bench_quality_cpu.py --seeds 0 --set wsscl.contrastive_weight=1.0
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_CIFAR10, REPO, environment, write_json  # noqa: E402
+
+from wsscl_fast import unlearn  # noqa: E402
+from wsscl_fast.checkpoint import atomic_save  # noqa: E402
+from wsscl_fast.data import load_cifar10_bundle, make_scenario  # noqa: E402
+from wsscl_fast.metrics import avg_gap, evaluate_unlearning, predict_split  # noqa: E402
+from wsscl_fast.recipes import apply_overrides, recipe_for  # noqa: E402
+from wsscl_fast.report import summarize, write_report  # noqa: E402
+from wsscl_fast.training import train_model  # noqa: E402
+
+CACHE = REPO / "benchmarks" / ".cache" / "quality_cpu"
+
+
+def cached_training(key: str, build, train_data, config, seed: int, desc: str):
+    """Train (or load from the cache) a model; returns (model, training seconds)."""
+    path = CACHE / f"{key}.pt"
+    model = build()
+    if path.exists():
+        blob = torch.load(path, weights_only=True)
+        model.load_state_dict(blob["state_dict"])
+        return model.eval(), blob["seconds"]
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    train_model(model, train_data, config, torch.device("cpu"), seed=seed, progress=True, desc=desc)
+    seconds = time.perf_counter() - start
+    atomic_save({"state_dict": model.state_dict(), "seconds": seconds}, path)
+    return model.eval(), seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10))
+    parser.add_argument("--train-size", type=int, default=5000)
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs of the original and Retrain")
+    parser.add_argument("--forget", default="random:0.1")
+    parser.add_argument("--methods", default="ft,ga,rl,salun,l1_sparse,wsscl")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--name", default="quality_cpu")
+    args = parser.parse_args(argv)
+
+    bundle = load_cifar10_bundle(args.data_root, args.train_size, args.test_size, seed=0)
+    recipe = recipe_for(bundle, arch="small_cnn", epochs=args.epochs)
+    recipe.width = args.width
+    recipe.train = recipe.train.replace(aug_pad=0, aug_flip=False)  # memorise: train accuracy >= 95%
+    configs = apply_overrides({**recipe.method_configs, "retrain": recipe.train}, args.set)
+    methods = [m for m in args.methods.split(",") if m]
+    tag = f"n{args.train_size}-w{args.width}-e{args.epochs}"
+    rows, originals = [], []
+    for seed in args.seeds:
+        original, train_seconds = cached_training(f"original-{tag}-s{seed}", lambda: recipe.build_model(bundle),
+                                                  bundle.train, recipe.train, seed, f"original seed {seed}")
+        scenario = make_scenario(bundle, args.forget, seed=seed)
+        originals.append(dict(seed=seed, train_accuracy=predict_split(original, bundle.train).accuracy,
+                              test_accuracy=predict_split(original, bundle.test).accuracy, train_seconds=train_seconds))
+        print(f"seed {seed}: original train acc {originals[-1]['train_accuracy']:.1f}%, "
+              f"test acc {originals[-1]['test_accuracy']:.1f}%")
+        retrain_model, retrain_seconds = cached_training(
+            f"retrain-{tag}-{args.forget.replace(':', '')}-s{seed}", lambda: recipe.build_model(bundle),
+            scenario.retain, configs["retrain"], seed, f"retrain seed {seed}")
+        evaluate = lambda m: evaluate_unlearning(m, scenario.forget, scenario.retain, scenario.test,  # noqa: E731
+                                                 scenario.forgotten_test)
+        reference = evaluate(retrain_model)
+        rows.append(dict(method="retrain", seed=seed, **reference, RTE=retrain_seconds, gap=0.0))
+        rows.append(dict(method="original", seed=seed, **(m := evaluate(original)), RTE=0.0, gap=avg_gap(m, reference)))
+        for name in methods:
+            result = unlearn(original, scenario.forget, scenario.retain, name, configs[name], test=scenario.test,
+                             forgotten_test=scenario.forgotten_test, seed=seed, progress=True)
+            rows.append(dict(method=name, seed=seed, **result.metrics, RTE=result.rte,
+                             gap=avg_gap(result.metrics, reference), timings=result.timings, info=result.info))
+            print(f"  {name:10s} gap {rows[-1]['gap']:.2f}  " + "  ".join(f"{k} {result.metrics[k]:.1f}"
+                                                                         for k in ("UA", "RA", "TA", "MIA")))
+    summary = {s["method"]: s for s in summarize(rows)}
+    verdict = None
+    if "wsscl" in summary and "salun" in summary:
+        verdict = dict(wsscl_gap=summary["wsscl"]["gap"], salun_gap=summary["salun"]["gap"],
+                       wsscl_no_worse_than_salun=summary["wsscl"]["gap"] <= summary["salun"]["gap"])
+    title = (f"CIFAR-10 subset ({args.train_size} train), small CNN width {args.width}: forgetting {args.forget}, "
+             f"seeds {args.seeds}")
+    table = write_report(rows, args.out, args.name, title, extra=dict(
+        environment=environment(), originals=originals, verdict=verdict, args=vars(args),
+        configs={name: configs[name].to_dict() for name in ("retrain", *methods)}))
+    print(table)
+    if verdict:
+        print(f"WSS-CL gap {verdict['wsscl_gap']:.2f} vs SalUn {verdict['salun_gap']:.2f}: "
+              f"{'no worse' if verdict['wsscl_no_worse_than_salun'] else 'WORSE'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmark scripts: environment stamp, timing statistics, output paths."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CIFAR10 = Path(os.environ.get("WSSCL_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
+
+
+def environment(device: torch.device | None = None) -> dict:
+    """Where and when a result was measured."""
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device is not None and device.type == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
+    else:
+        info["device"] = f"CPU ({info['cpu_threads']} threads)"
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def median_time(fn, repeats: int = 10, warmup: int = 2) -> float:
+    """Median wall seconds of ``fn()`` on the CPU."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def write_json(payload: dict, path: Path) -> None:
+    from wsscl_fast.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), path)

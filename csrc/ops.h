@@ -1,0 +1,23 @@
+// wsscl_fast C++ CPU path: declarations of the ops bound in bindings.cpp.
+#pragma once
+#include <torch/extension.h>
+
+#include <vector>
+
+// Scaled InfoNCE forward on CPU float/double tensors, without the N x M matrix.
+// Returns {loss, dA, dP, dR}; the gradients are those of the mean loss (grad_output = 1)
+// and are undefined tensors when need_grad is false.
+std::vector<at::Tensor> infonce_forward(const at::Tensor& anchors, const at::Tensor& positives,
+                                        const at::Tensor& negatives, double temperature, bool normalize,
+                                        bool need_grad, int64_t block_rows);
+
+// Saliency-masked SGD over a list of tensors, in place (see METHOD.md for the semantics).
+void masked_sgd_step(std::vector<at::Tensor> params, std::vector<at::Tensor> grads,
+                     std::vector<at::Tensor> saliencies, std::vector<at::Tensor> momentum_buffers, double lr,
+                     double momentum, double weight_decay, bool nesterov);
+
+// Saliency-masked AdamW over a list of tensors, in place; steps are the 1-based per-tensor counts.
+void masked_adamw_step(std::vector<at::Tensor> params, std::vector<at::Tensor> grads,
+                       std::vector<at::Tensor> saliencies, std::vector<at::Tensor> exp_avgs,
+                       std::vector<at::Tensor> exp_avg_sqs, std::vector<int64_t> steps, double lr, double beta1,
+                       double beta2, double eps, double weight_decay);

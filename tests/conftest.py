@@ -1,0 +1,45 @@
+"""Shared fixtures. TRITON_INTERPRET=1 is set before anything imports triton, so the Triton
+backend runs on CPU tensors under the interpreter."""
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+CIFAR10_ROOT = Path(os.environ.get("WSSCL_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from wsscl_fast.data import load_digits_bundle
+
+    return load_digits_bundle(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(digits):
+    """Digits recipe shrunk to seconds: a width-8 CNN, few epochs."""
+    from wsscl_fast.recipes import recipe_for
+
+    recipe = recipe_for(digits, epochs=6)
+    recipe.width = 8
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def trained_digits_model(digits, tiny_recipe):
+    from wsscl_fast.training import train_model
+
+    torch.manual_seed(0)
+    model = tiny_recipe.build_model(digits)
+    return train_model(model, digits.train, tiny_recipe.train, torch.device("cpu"), seed=0, progress=False)
+
+
+@pytest.fixture
+def cifar10_root():
+    if not (CIFAR10_ROOT / "train.zip").is_file():
+        pytest.skip(f"CIFAR-10 zips not found under {CIFAR10_ROOT} (set WSSCL_CIFAR10)")
+    return CIFAR10_ROOT

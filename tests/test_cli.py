@@ -1,0 +1,78 @@
+"""The command line, in process: train, unlearn, evaluate, compare, --help and bad input."""
+import json
+import pickle
+
+import pytest
+import torch
+
+from wsscl_fast.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    assert main(["train", "--data", "digits", "--epochs", "3", "--out", str(out), "--quiet"]) == 0
+    return out / "model.pt"
+
+
+def test_help_for_every_command(capsys):
+    for command in ("train", "unlearn", "evaluate", "compare", "demo"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert "--device" in out and "--seed" in out and "--out" in out
+
+
+def test_train_writes_a_weights_only_checkpoint(checkpoint):
+    blob = torch.load(checkpoint, weights_only=True)
+    assert blob["arch"] == "small_cnn" and blob["data"] == "digits" and "state_dict" in blob
+
+
+def test_unlearn_and_evaluate(checkpoint, tmp_path, capsys):
+    before = checkpoint.read_bytes()
+    out = tmp_path / "unlearned"
+    code = main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "class:1", "--method", "wsscl",
+                 "--set", "finetune_epochs=1", "--set", "forget_epochs=2", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert checkpoint.read_bytes() == before, "the input checkpoint must never be overwritten"
+    summary = json.loads((out / "unlearn.json").read_text())
+    assert summary["config"]["finetune_epochs"] == 1 and summary["metrics"]["UA"] >= 0
+    assert main(["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--forget", "class:1"]) == 0
+    assert "UA=" in capsys.readouterr().out
+
+
+def test_compare_writes_a_report(checkpoint, tmp_path, capsys):
+    code = main(["compare", "--checkpoint", str(checkpoint), "--methods", "ft,wsscl", "--forget", "random:0.1",
+                 "--set", "ft.epochs=1", "--set", "wsscl.finetune_epochs=1", "--set", "retrain.epochs=2",
+                 "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "| retrain |" in table and "| wsscl |" in table and "Avg. Gap" in table
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["method"] for r in report["rows"]] == ["original", "retrain", "ft", "wsscl"]
+    assert (tmp_path / "compare.png").stat().st_size > 1000
+
+
+def test_bad_input_gives_one_line_errors(checkpoint, tmp_path, capsys):
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(object()))
+    assert main(["evaluate", "--checkpoint", str(evil)]) == 2
+    assert "not a loadable weights-only checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "class:42", "--out", str(tmp_path)]) == 2
+    assert "forget class 42 has no samples" in capsys.readouterr().err
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--set", "lamda=1", "--out", str(tmp_path)]) == 2
+    assert "has no field 'lamda'" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", "fashion-mnist",
+                 "--data-root", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_mismatched_checkpoint_is_refused(checkpoint, tmp_path, capsys):
+    blob = torch.load(checkpoint, weights_only=True)
+    blob["state_dict"]["head.weight"] = torch.zeros(3, 128)
+    torch.save(blob, tmp_path / "bad.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "bad.pt")]) == 2
+    assert "does not match a small_cnn for digits" in capsys.readouterr().err

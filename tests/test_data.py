@@ -1,0 +1,106 @@
+"""Datasets, splits, augmentation and the CIFAR-10 zip/cache path."""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wsscl_fast.data import (
+    augment_batch,
+    class_forget_split,
+    dataset_labels,
+    index_forget_split,
+    load_cifar10_bundle,
+    make_scenario,
+    random_forget_split,
+)
+
+
+def test_random_split_is_seeded_disjoint_and_complete():
+    f1, r1 = random_forget_split(100, 0.1, seed=3)
+    f2, _ = random_forget_split(100, 0.1, seed=3)
+    f3, _ = random_forget_split(100, 0.1, seed=4)
+    assert torch.equal(f1, f2) and not torch.equal(f1, f3)
+    assert len(f1) == 10 and sorted(torch.cat([f1, r1]).tolist()) == list(range(100))
+
+
+def test_class_split():
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    forget, retain = class_forget_split(labels, 1)
+    assert forget.tolist() == [1, 3] and retain.tolist() == [0, 2, 4]
+    with pytest.raises(ValueError, match="forget class 7 has no samples"):
+        class_forget_split(labels, 7)
+
+
+@pytest.mark.parametrize("ids, message", [([], "empty"), ([1, 1], "duplicates"), ([0, 10], r"out of range \[0, 10\): \[10\]"),
+                                          ([-1], "out of range")])
+def test_index_split_refuses_bad_ids(ids, message):
+    with pytest.raises(ValueError, match=message):
+        index_forget_split(10, ids)
+
+
+def test_scenarios_on_digits(digits, tmp_path):
+    classwise = make_scenario(digits, "class:3")
+    assert set(digits.train.labels[classwise.forget_indices].tolist()) == {3}
+    assert 3 not in dataset_labels(classwise.retain).tolist()
+    assert set(dataset_labels(classwise.forgotten_test).tolist()) == {3}
+    assert 3 not in dataset_labels(classwise.test).tolist()
+    ids = tmp_path / "ids.txt"
+    ids.write_text("5\n7\n")
+    assert make_scenario(digits, f"indices:{ids}").forget_indices.tolist() == [5, 7]
+    with pytest.raises(ValueError, match="forget spec must be"):
+        make_scenario(digits, "everything")
+
+
+def test_augment_crops_are_shifted_windows_and_flips_mirror():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, pad=1, flip=False, generator=g)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    for b in range(2):
+        windows = [padded[b, :, i:i + 4, j:j + 4] for i in range(3) for j in range(3)]
+        assert any(torch.equal(out[b], w) for w in windows)
+    flipped = augment_batch(x, pad=0, flip=True, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(flipped[b], x[b]) or torch.equal(flipped[b], x[b].flip(2)) for b in range(2))
+    assert torch.equal(augment_batch(x, 0, False), x)
+
+
+def _write_tiny_imagefolder_zip(path, per_class=3):
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in ("airplane", "automobile"):
+            for i in range(per_class):
+                buffer = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, format="PNG")
+                zf.writestr(f"{name}/{i:04d}.png", buffer.getvalue())
+
+
+def test_zip_imagefolder_loading_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
+    _write_tiny_imagefolder_zip(tmp_path / "train.zip")
+    _write_tiny_imagefolder_zip(tmp_path / "test.zip", per_class=2)
+    bundle = load_cifar10_bundle(tmp_path)
+    assert bundle.train.images.shape == (6, 3, 32, 32) and bundle.test.labels.tolist() == [0, 0, 1, 1]
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    again = load_cifar10_bundle(tmp_path)  # from the cache
+    assert torch.equal(again.train.images, bundle.train.images)
+
+
+def test_corrupt_zip_and_missing_root(tmp_path):
+    (tmp_path / "train.zip").write_bytes(b"not a zip")
+    (tmp_path / "test.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable zip archive"):
+        load_cifar10_bundle(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_cifar10_bundle(tmp_path / "nowhere")
+
+
+def test_real_cifar10_subset(cifar10_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
+    bundle = load_cifar10_bundle(cifar10_root, train_size=500, test_size=200, seed=0)
+    assert bundle.train.images.shape == (500, 3, 32, 32) and len(bundle.test) == 200
+    assert bundle.train.classes[0] == "airplane" and bundle.num_classes == 10
+    x, y = bundle.train[0]
+    assert x.shape == (3, 32, 32) and abs(float(x.mean())) < 2

@@ -1,0 +1,142 @@
+"""infonce_loss / InfoNCELoss: every backend against the reference, and the bad-input paths."""
+import pytest
+import torch
+
+from wsscl_fast import InfoNCELoss, infonce_loss
+from wsscl_fast.reference import infonce_loss_ref
+
+CPU_BACKENDS = ["torch", "cpp"]
+# fp16/bf16 inputs are rounded to 8 (bf16) or 11 (fp16) mantissa bits, then accumulated in fp32:
+# the loss and gradients are compared with the fp32 reference on the *rounded* inputs, so the
+# only error left is the final rounding of the outputs to the input dtype (bf16: 2^-8 relative).
+# atol is relative to the largest reference value: near-zero gradient entries only carry the
+# summation-order error of their larger neighbours.
+TOLERANCE = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=1e-3),
+             torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2), torch.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+def assert_close_scaled(actual, expected, dtype, what):
+    tol = TOLERANCE[dtype]
+    scale = max(1e-30, float(expected.abs().max()))
+    torch.testing.assert_close(actual.float(), expected.float(), rtol=tol["rtol"], atol=tol["atol"] * scale,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def _inputs(n, m, d, dtype, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return [(scale * torch.randn(k, d, generator=g)).to(dtype).requires_grad_(True) for k in (n, n, m)]
+
+
+def _check_against_reference(backend, shape, dtype, tau, normalize, scale=1.0):
+    inputs = _inputs(*shape, dtype, scale=scale)
+    reference_inputs = [x.detach().float().requires_grad_(True) if dtype != torch.float64 else
+                        x.detach().clone().requires_grad_(True) for x in inputs]
+    loss = infonce_loss(*inputs, temperature=tau, normalize=normalize, backend=backend)
+    expected = infonce_loss_ref(*reference_inputs, temperature=tau, normalize=normalize)
+    grads = torch.autograd.grad(loss, inputs)
+    expected_grads = torch.autograd.grad(expected, reference_inputs)
+    assert loss.dtype == dtype
+    assert_close_scaled(loss, expected, dtype, "loss")
+    for name, g, e in zip("APR", grads, expected_grads):
+        assert g.dtype == dtype, name
+        assert_close_scaled(g, e, dtype, f"d{name}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(1, 1, 3), (37, 1001, 129), (5, 300, 2048), (64, 17, 8)])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_fp32_matches_reference_on_odd_shapes(backend, shape, normalize):
+    _check_against_reference(backend, shape, torch.float32, 0.5, normalize)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("tau", [0.05, 0.2, 1.0, 2.0])
+def test_temperatures(backend, tau):
+    _check_against_reference(backend, (19, 77, 33), torch.float32, tau, True)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_dtypes(backend, dtype):
+    _check_against_reference(backend, (13, 70, 24), dtype, 0.5, True)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_large_norms_do_not_overflow(backend):
+    # unnormalised features of norm ~1e3 at tau = 0.05: logits ~ 1e7, exp would overflow without the LSE shift
+    inputs = _inputs(9, 40, 16, torch.float32, scale=300.0)
+    loss = infonce_loss(*inputs, temperature=0.05, normalize=False, backend=backend)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(x.grad).all() for x in inputs)
+    _check_against_reference(backend, (9, 40, 16), torch.float32, 0.05, False, scale=300.0)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_non_contiguous_inputs(backend):
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(40, 64, generator=g)
+    a, p, r = base[:10, ::2], base[10:20, 1::2], base[20:, ::2].t().contiguous().t()
+    torch.testing.assert_close(infonce_loss(a, p, r, backend=backend), infonce_loss_ref(a, p, r), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_gradient_only_for_some_inputs(backend):
+    a, p, r = _inputs(4, 9, 6, torch.float32)
+    r = r.detach()
+    loss = infonce_loss(a, p, r, backend=backend)
+    ga, = torch.autograd.grad(loss, [a])
+    ea, = torch.autograd.grad(infonce_loss_ref(a, p, r), [a])
+    torch.testing.assert_close(ga, ea, rtol=1e-4, atol=1e-6)
+
+
+def test_cpp_double_backward_raises():
+    a, p, r = _inputs(3, 5, 4, torch.float64)
+    loss = infonce_loss(a, p, r, backend="cpp")
+    with pytest.raises(RuntimeError, match="not twice differentiable"):
+        torch.autograd.grad(loss, [a], create_graph=True)
+
+
+def test_module_wrapper_is_a_drop_in():
+    module = InfoNCELoss(temperature=0.3)
+    a, p, r = _inputs(4, 9, 6, torch.float32)
+    torch.testing.assert_close(module(a, p, r), infonce_loss_ref(a, p, r, 0.3))
+    assert "temperature=0.3" in repr(module)
+
+
+# ----------------------------------------------------------------------------- bad input
+def _good():
+    return [t.detach() for t in _inputs(4, 6, 8, torch.float32)]
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda a, p, r: (a[:, :5], p, r), ValueError, "positives must have 5 features"),
+    (lambda a, p, r: (a, p[:3], r), ValueError, "one row per anchor"),
+    (lambda a, p, r: (a, p, r[:, :3]), ValueError, "negatives must have 8 features"),
+    (lambda a, p, r: (a[0], p, r), ValueError, "anchors must be 2-D"),
+    (lambda a, p, r: (a, p.double(), r), TypeError, "positives has dtype torch.float64"),
+    (lambda a, p, r: (a, p, r.long()), TypeError, "negatives must be float16"),
+    (lambda a, p, r: (a, p, r[:0]), ValueError, "negatives is empty"),
+    (lambda a, p, r: (a[:0], p[:0], r), ValueError, "anchors is empty"),
+    (lambda a, p, r: (a, p, r.to("meta")), ValueError, "negatives is on meta"),
+    (lambda a, p, r: (a, p.index_fill(0, torch.tensor([1]), float("nan")), r), ValueError, "positives contains NaN"),
+    (lambda a, p, r: (a, p, r.index_fill(0, torch.tensor([0]), float("inf"))), ValueError, "negatives contains NaN or inf"),
+])
+def test_bad_inputs_name_the_argument(change, error, message):
+    with pytest.raises(error, match=message):
+        infonce_loss(*change(*_good()))
+
+
+@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_temperature(tau):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        infonce_loss(*_good(), temperature=tau)
+    with pytest.raises(ValueError, match="temperature"):
+        InfoNCELoss(temperature=tau)
+
+
+def test_inputs_are_not_modified():
+    inputs = _good()
+    copies = [x.clone() for x in inputs]
+    for backend in CPU_BACKENDS:
+        infonce_loss(*inputs, backend=backend)
+    assert all(torch.equal(x, c) for x, c in zip(inputs, copies))

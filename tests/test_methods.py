@@ -1,0 +1,122 @@
+"""Every method on a tiny dataset (digits, class-wise forgetting): forgetting happens, and the
+API keeps its promises (caller's model untouched, loaders accepted, clear errors)."""
+import copy
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from wsscl_fast import BaselineConfig, WSSCLConfig, unlearn
+from wsscl_fast.data import make_scenario
+from wsscl_fast.methods import METHODS
+from wsscl_fast.metrics import evaluate_unlearning
+
+
+@pytest.fixture(scope="module")
+def classwise(digits):
+    return make_scenario(digits, "class:3")
+
+
+@pytest.fixture(scope="module")
+def original_metrics(trained_digits_model, classwise):
+    return evaluate_unlearning(trained_digits_model, classwise.forget, classwise.retain, classwise.test)
+
+
+def _short_config(name, tiny_recipe):
+    config = tiny_recipe.method_configs[name]
+    if name == "wsscl":
+        return config.replace(forget_epochs=3, finetune_epochs=1)
+    if name == "retrain":
+        return config
+    return config.replace(epochs=2)
+
+
+def test_every_registered_method_is_covered():
+    assert set(METHODS) == {"retrain", "ft", "ga", "rl", "salun", "l1_sparse", "wsscl"}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_forgets(method, trained_digits_model, classwise, original_metrics, tiny_recipe):
+    result = unlearn(trained_digits_model, classwise.forget, classwise.retain, method,
+                     _short_config(method, tiny_recipe), test=classwise.test, progress=False)
+    assert result.metrics["UA"] > original_metrics["UA"] + 5, (method, result.metrics, original_metrics)
+    assert result.metrics["RA"] > 80, (method, result.metrics)
+    assert result.rte > 0 and result.timings and all(v >= 0 for v in result.timings.values())
+
+
+def test_wsscl_stages_and_auto_bound(trained_digits_model, classwise, tiny_recipe):
+    result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl",
+                     _short_config("wsscl", tiny_recipe), test=classwise.test, progress=False)
+    assert set(result.timings) == {"saliency", "forget", "contrastive"}
+    assert result.info["removed_class_samples"] == len(classwise.forget)
+    assert result.info["kl_bound_removed_class"] > result.info["kl_bound_seen_class"] > 0
+
+
+def test_salun_freezes_unsalient_weights_exactly(trained_digits_model, classwise, tiny_recipe):
+    from wsscl_fast.saliency import compute_saliency
+
+    forget = DataLoader(classwise.forget, batch_size=len(classwise.forget))  # one batch: the same mask in both
+    mask = compute_saliency(trained_digits_model, forget, ratio=0.5, mode="hard")
+    result = unlearn(trained_digits_model, forget, classwise.retain, "salun",
+                     _short_config("salun", tiny_recipe), progress=False)
+    for before, after, m in zip(trained_digits_model.parameters(), result.model.parameters(), mask):
+        assert torch.equal(before[~m], after[~m])
+        assert not torch.equal(before[m], after[m]) or m.sum() == 0
+
+
+def test_l1_sparse_differs_from_ft(trained_digits_model, classwise, tiny_recipe):
+    config = tiny_recipe.method_configs["l1_sparse"].replace(epochs=1, l1_alpha=1e-2)
+    ft = unlearn(trained_digits_model, classwise.forget, classwise.retain, "ft", config, progress=False).model
+    l1 = unlearn(trained_digits_model, classwise.forget, classwise.retain, "l1_sparse", config, progress=False).model
+    l1_norm = sum(p.abs().sum() for p in l1.parameters())
+    assert l1_norm < sum(p.abs().sum() for p in ft.parameters())
+
+
+def test_callers_model_is_untouched_unless_inplace(trained_digits_model, classwise, tiny_recipe):
+    before = copy.deepcopy(trained_digits_model.state_dict())
+    config = _short_config("ft", tiny_recipe)
+    result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "ft", config, progress=False)
+    assert result.model is not trained_digits_model
+    assert all(torch.equal(v, before[k]) for k, v in trained_digits_model.state_dict().items())
+    model = copy.deepcopy(trained_digits_model)
+    assert unlearn(model, classwise.forget, classwise.retain, "ft", config, inplace=True, progress=False).model is model
+    assert not all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_dataloaders_are_accepted_and_seeds_reproduce(trained_digits_model, classwise, tiny_recipe):
+    config = _short_config("rl", tiny_recipe)
+    loaders = [DataLoader(d, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+               for d in (classwise.forget, classwise.retain)]
+    a = unlearn(trained_digits_model, *loaders, "rl", config, progress=False, seed=5).model
+    loaders = [DataLoader(d, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+               for d in (classwise.forget, classwise.retain)]
+    b = unlearn(trained_digits_model, *loaders, "rl", config, progress=False, seed=5).model
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_api_errors(trained_digits_model, classwise):
+    empty = Subset(classwise.forget, [])
+    with pytest.raises(ValueError, match="forget: the dataset is empty"):
+        unlearn(trained_digits_model, empty, classwise.retain)
+    with pytest.raises(TypeError, match="retain: expected a torch Dataset or DataLoader"):
+        unlearn(trained_digits_model, classwise.forget, [1, 2, 3])
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        unlearn(trained_digits_model, classwise.forget, classwise.retain, "magic")
+    with pytest.raises(TypeError, match="method 'wsscl' takes a WSSCLConfig, got BaselineConfig"):
+        unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl", BaselineConfig())
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        unlearn("model.pt", classwise.forget, classwise.retain)
+    with pytest.raises(TypeError, match="needs a model with features"):
+        unlearn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), classwise.forget,
+                classwise.retain, "wsscl", WSSCLConfig(forget_epochs=0, finetune_epochs=0), progress=False)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="saliency_mode must be 'soft' or 'hard'"):
+        WSSCLConfig(saliency_mode="fuzzy")
+    with pytest.raises(ValueError, match="kl_bound must be 'auto' or a number > 0"):
+        WSSCLConfig(kl_bound=-1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        WSSCLConfig(temperature=0.0)
+    with pytest.raises(ValueError, match=r"has no field\(s\) \['lamda'\]"):
+        WSSCLConfig.from_dict({"lamda": 1.0})

@@ -1,0 +1,185 @@
+"""MaskedSGD / MaskedAdamW on every CPU backend: torch equivalence, masking, state_dict, bad input."""
+import copy
+
+import pytest
+import torch
+
+from wsscl_fast import MaskedAdamW, MaskedSGD
+from wsscl_fast.reference import masked_adamw_step_ref, masked_sgd_step_ref
+
+BACKENDS = ["torch", "cpp"]
+SHAPES = [(1,), (1023,), (3, 5, 7), (64, 3, 3, 3)]
+SGD_HYPER = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+ADAMW_HYPER = dict(lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.05)
+
+
+def _params(seed=0, shapes=SHAPES, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=dtype).requires_grad_(True) for s in shapes]
+
+
+def _grads(params, steps, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params] for _ in range(steps)]
+
+
+def _run(optimizer, params, grads):
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+    return [p.detach().clone() for p in params]
+
+
+def _optimizers(kind, params, saliency, backend):
+    if kind == "sgd":
+        return MaskedSGD(params, saliency, backend=backend, **SGD_HYPER), torch.optim.SGD
+    return MaskedAdamW(params, saliency, backend=backend, **ADAMW_HYPER), torch.optim.AdamW
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32])
+def test_all_ones_equals_torch_optim(backend, kind, mask_dtype):
+    params, reference_params = _params(), _params()
+    grads = _grads(params, 6)
+    ours, torch_cls = _optimizers(kind, params, [torch.ones(p.shape, dtype=mask_dtype) for p in params], backend)
+    theirs = torch_cls(reference_params, **(SGD_HYPER if kind == "sgd" else ADAMW_HYPER))
+    for a, b in zip(_run(ours, params, grads), _run(theirs, reference_params, grads)):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_zero_mask_changes_nothing_bit_for_bit(backend, kind):
+    params = _params()
+    start = [p.detach().clone() for p in params]
+    optimizer, _ = _optimizers(kind, params, [torch.zeros(p.shape, dtype=torch.bool) for p in params], backend)
+    for a, b in zip(_run(optimizer, params, _grads(params, 3)), start):
+        assert torch.equal(a, b)
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                assert not value.any(), "optimizer state of frozen coordinates must stay zero"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_mixed_hard_mask_follows_torch_on_salient_coordinates(backend, kind):
+    params, reference_params = _params(), _params()
+    start = [p.detach().clone() for p in params]
+    g = torch.Generator().manual_seed(7)
+    masks = [torch.rand(p.shape, generator=g) < 0.4 for p in params]
+    grads = _grads(params, 5)
+    ours, torch_cls = _optimizers(kind, params, masks, backend)
+    theirs = torch_cls(reference_params, **(SGD_HYPER if kind == "sgd" else ADAMW_HYPER))
+    for a, b, s, m in zip(_run(ours, params, grads), _run(theirs, reference_params, grads), start, masks):
+        torch.testing.assert_close(a[m], b[m], rtol=1e-6, atol=1e-7)
+        assert torch.equal(a[~m], s[~m])
+
+
+@pytest.mark.parametrize("backend", ["cpp"])
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_soft_weights_match_the_reference(backend, kind, dtype):
+    params = _params(dtype=dtype)
+    start = [p.detach().clone() for p in params]
+    reference_params = [p.detach().clone() for p in params]
+    g = torch.Generator().manual_seed(8)
+    weights = [torch.rand(p.shape, generator=g).mul_(torch.rand(p.shape, generator=g) < 0.7) for p in params]
+    grads = _grads(params, 4)
+    optimizer, _ = _optimizers(kind, params, weights, backend)
+    ours = _run(optimizer, params, grads)
+    state = [None] * len(params) if kind == "sgd" else [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    for k, step_grads in enumerate(grads):
+        for i, (p, gr, w) in enumerate(zip(reference_params, step_grads, weights)):
+            if kind == "sgd":
+                state[i] = masked_sgd_step_ref(p, gr, w, state[i], **SGD_HYPER)
+            else:
+                masked_adamw_step_ref(p, gr, w, *state[i], k + 1, lr=ADAMW_HYPER["lr"], beta1=0.9, beta2=0.99,
+                                      eps=1e-8, weight_decay=ADAMW_HYPER["weight_decay"])
+    for a, b, w, s in zip(ours, reference_params, weights, start):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        assert torch.equal(a[w == 0], s[w == 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_state_dict_round_trip_resumes_bit_exactly(backend, kind, tmp_path):
+    params = _params()
+    masks = [torch.rand(p.shape, generator=torch.Generator().manual_seed(9)) < 0.5 for p in params]
+    grads = _grads(params, 6)
+    optimizer, _ = _optimizers(kind, params, masks, backend)
+    _run(optimizer, params, grads[:3])
+    torch.save({"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, tmp_path / "ckpt.pt")
+    uninterrupted = _run(optimizer, params, grads[3:])
+
+    blob = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    resumed_params = [p.clone().requires_grad_(True) for p in blob["params"]]
+    resumed, _ = _optimizers(kind, resumed_params, [torch.zeros(p.shape, dtype=torch.bool) for p in params], backend)
+    resumed.load_state_dict(blob["optimizer"])
+    assert all(torch.equal(a, b) for a, b in zip(resumed.param_groups[0]["saliency"], masks))
+    for a, b in zip(_run(resumed, resumed_params, grads[3:]), uninterrupted):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameters_without_grad_are_skipped(backend):
+    params = _params()
+    start = [p.detach().clone() for p in params]
+    optimizer = MaskedAdamW(params, [torch.ones(p.shape) for p in params], backend=backend)
+    params[0].grad = torch.ones_like(params[0])
+    optimizer.step()
+    assert not torch.equal(params[0].detach(), start[0])
+    assert all(torch.equal(p.detach(), s) for p, s in zip(params[1:], start[1:]))
+    assert len(optimizer.state) == 1
+
+
+def test_parameter_groups_split_the_saliency_in_order():
+    a, b = _params()[:2]
+    masks = [torch.ones(a.shape, dtype=torch.bool), torch.zeros(b.shape, dtype=torch.bool)]
+    optimizer = MaskedSGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 1.0}], masks, lr=0.5)
+    assert optimizer.param_groups[0]["saliency"][0] is masks[0]
+    assert optimizer.param_groups[1]["saliency"][0] is masks[1]
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("cls", [MaskedSGD, MaskedAdamW])
+@pytest.mark.parametrize("bad, error, message", [
+    (lambda ps: [torch.ones(3, 3)] + [torch.ones(p.shape) for p in ps[1:]], ValueError, r"saliency\[0\] has shape \(3, 3\)"),
+    (lambda ps: [torch.ones(p.shape, dtype=torch.int32) for p in ps], TypeError, r"saliency\[0\] must be bool .* got torch.int32"),
+    (lambda ps: [torch.full(p.shape, 1.5) for p in ps], ValueError, r"saliency\[0\] has values outside \[0, 1\]"),
+    (lambda ps: [torch.full(p.shape, -0.1) for p in ps], ValueError, r"outside \[0, 1\]"),
+    (lambda ps: [torch.full(p.shape, float("nan")) for p in ps], ValueError, r"outside \[0, 1\] \(or NaN\)"),
+    (lambda ps: [torch.ones(p.shape) for p in ps[:-1]], ValueError, "one tensor per parameter: got 3 for 4"),
+    (lambda ps: [torch.ones(p.shape, device="meta") for p in ps], ValueError, r"saliency\[0\] is on meta"),
+])
+def test_bad_saliency_is_refused(cls, bad, error, message):
+    params = _params()
+    with pytest.raises(error, match=message):
+        cls(params, bad(params), lr=0.1)
+
+
+def test_sparse_gradients_are_refused():
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    optimizer = MaskedSGD(embedding.parameters(), [torch.ones(10, 3)], lr=0.1)
+    embedding(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        optimizer.step()
+
+
+def test_bad_hyperparameters():
+    params = _params()
+    ones = [torch.ones(p.shape) for p in params]
+    with pytest.raises(ValueError, match="nesterov=True needs momentum"):
+        MaskedSGD(params, ones, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="betas"):
+        MaskedAdamW(params, ones, betas=(0.9, 1.0))
+
+
+def test_saliency_given_by_the_user_is_not_modified():
+    params = _params()
+    masks = [torch.rand(p.shape, generator=torch.Generator().manual_seed(1)) for p in params]
+    kept = copy.deepcopy(masks)
+    _run(MaskedAdamW(params, masks, backend="cpp"), params, _grads(params, 2))
+    assert all(torch.equal(a, b) for a, b in zip(masks, kept))

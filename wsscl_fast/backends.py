@@ -1,0 +1,79 @@
+"""Backend choice for every fused op: ``triton``, ``cpp`` or ``torch`` (the reference).
+
+Order of precedence: the ``backend=`` argument, then the ``WSSCL_BACKEND`` environment
+variable, then the device default. The device default is the first *available* backend
+that implements the op, in the order triton (CUDA tensors, or CPU tensors when
+``TRITON_INTERPRET=1``), cpp (CPU tensors, when the extension is built), torch.
+A forced backend that is unavailable, or that lacks the op, raises: it never falls back.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from typing import Callable
+
+import torch
+
+BACKENDS = ("triton", "cpp", "torch")
+ENV_VAR = "WSSCL_BACKEND"
+
+_cpp_module = None
+_cpp_error: str | None = None
+try:
+    _cpp_module = importlib.import_module("wsscl_fast._C")
+except ImportError as exc:  # the package must import without its C++ extension
+    _cpp_error = f"the C++ extension wsscl_fast._C did not import ({exc}); rebuild with `pip install --no-build-isolation -e .`"
+
+
+def cpp_extension():
+    """The loaded ``wsscl_fast._C`` module; raises with the build/import error otherwise."""
+    if _cpp_module is None:
+        raise RuntimeError(_cpp_error)
+    return _cpp_module
+
+
+def _triton_status(device: torch.device) -> str | None:
+    """None when Triton can run on ``device``, otherwise why not."""
+    if importlib.util.find_spec("triton") is None:
+        return "the triton package is not installed"
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
+        return None
+    return f"triton needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors (got {device.type})"
+
+
+def unavailable_reason(backend: str, device: torch.device) -> str | None:
+    """None when ``backend`` can run on ``device``, otherwise a sentence saying why not."""
+    if backend == "torch":
+        return None
+    if backend == "cpp":
+        if device.type != "cpu":
+            return f"the cpp backend runs on CPU tensors only (got {device.type})"
+        return _cpp_error
+    if backend == "triton":
+        return _triton_status(device)
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def resolve(op: str, device: torch.device, implementations: dict[str, Callable], backend: str | None = None):
+    """Return ``(name, implementation)`` for ``op`` on ``device``.
+
+    ``implementations`` maps backend name to a zero-argument loader of the op's function,
+    for the backends that implement it.
+    """
+    forced = backend or os.environ.get(ENV_VAR) or None
+    if forced is not None:
+        if forced not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {forced!r} (from {'backend=' if backend else ENV_VAR})")
+        reason = unavailable_reason(forced, device)
+        if reason is not None:
+            raise RuntimeError(f"{op}: backend {forced!r} is unavailable: {reason}")
+        if forced not in implementations:
+            raise NotImplementedError(f"{op}: backend {forced!r} does not implement this op yet")
+        return forced, implementations[forced]()
+    for name in BACKENDS:
+        if name in implementations and unavailable_reason(name, device) is None:
+            return name, implementations[name]()
+    raise RuntimeError(f"{op}: no backend can run on {device}")

@@ -1,0 +1,211 @@
+"""Command line: ``wsscl-fast {train,unlearn,evaluate,compare,demo}`` (also ``python -m wsscl_fast``).
+
+Argument parsing and printing only; the work happens in the library.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .api import compare, unlearn
+from .checkpoint import atomic_save, atomic_write_bytes, load_checkpoint
+from .data import load_bundle, make_scenario
+from .metrics import evaluate_unlearning, predict_split
+from .recipes import ALL_METHODS, apply_overrides, recipe_for
+from .report import write_report
+from .training import train_model
+
+
+# ----------------------------------------------------------------------------- helpers
+def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and unlearning (default: %(default)s)")
+    parser.add_argument("--out", default=out_default, help="output directory (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--data", choices=("digits", "cifar10", "fashion-mnist"), default=None if not required else "digits",
+                        help="dataset (default: digits, or the checkpoint's)")
+    parser.add_argument("--data-root", default=None, help="dataset directory (CIFAR-10: holding train.zip/test.zip)")
+    parser.add_argument("--train-size", type=int, default=None, help="seeded subset of the training split")
+    parser.add_argument("--test-size", type=int, default=None, help="seeded subset of the test split")
+
+
+def _forget_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--forget", default="random:0.1",
+                        help="random:FRACTION, class:LABEL or indices:FILE (default: %(default)s)")
+
+
+def _bundle(args, meta: dict | None = None):
+    meta = meta or {}
+    name = args.data or meta.get("data", "digits")
+    return load_bundle(name, args.data_root or meta.get("data_root"), args.train_size or meta.get("train_size"),
+                       args.test_size or meta.get("test_size"), seed=meta.get("data_seed", args.seed))
+
+
+def _load_model(path: str, bundle):
+    blob = load_checkpoint(path)
+    recipe = recipe_for(bundle, blob["arch"])
+    model = recipe.build_model(bundle)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not match a {blob['arch']} for {bundle.name} "
+                         f"({bundle.num_classes} classes): {str(exc).splitlines()[0]}") from None
+    return model, blob
+
+
+def _save_model(model, meta: dict, path: Path) -> None:
+    atomic_save({**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+
+
+def _print_metrics(metrics: dict) -> None:
+    print("  ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    bundle = _bundle(args)
+    recipe = recipe_for(bundle, args.arch, args.epochs)
+    torch.manual_seed(args.seed)
+    model = recipe.build_model(bundle)
+    train_model(model, bundle.train, recipe.train, torch.device(args.device), seed=args.seed, progress=not args.quiet)
+    train_acc, test_acc = predict_split(model, bundle.train).accuracy, predict_split(model, bundle.test).accuracy
+    meta = dict(arch=recipe.arch, data=bundle.name, data_root=args.data_root, train_size=args.train_size,
+                test_size=args.test_size, data_seed=args.seed, train_accuracy=train_acc, test_accuracy=test_acc,
+                train_config=recipe.train.to_dict())
+    path = Path(args.out) / "model.pt"
+    _save_model(model, meta, path)
+    print(f"trained {recipe.arch} on {bundle.name}: train acc {train_acc:.2f}%, test acc {test_acc:.2f}% -> {path}")
+    return 0
+
+
+def cmd_unlearn(args) -> int:
+    out = Path(args.out)
+    model, blob = _load_model(args.checkpoint, bundle := _bundle(args, load_checkpoint(args.checkpoint)))
+    scenario = make_scenario(bundle, args.forget, seed=args.seed)
+    configs = apply_overrides(recipe_for(bundle, blob["arch"]).method_configs, args.set, args.method)
+    result = unlearn(model, scenario.forget, scenario.retain, args.method, configs[args.method], test=scenario.test,
+                     forgotten_test=scenario.forgotten_test, device=args.device, seed=args.seed, progress=not args.quiet)
+    target = out / "unlearned.pt"
+    if target.resolve() == Path(args.checkpoint).resolve():
+        raise ValueError(f"refusing to overwrite the input checkpoint {args.checkpoint}; choose another --out")
+    _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"} | {"unlearned_by": args.method}, target)
+    summary = dict(method=args.method, forget=args.forget, seed=args.seed, rte=result.rte, timings=result.timings,
+                   metrics=result.metrics, config=result.config.to_dict(), info=result.info)
+    atomic_write_bytes(json.dumps(summary, indent=2).encode(), out / "unlearn.json")
+    print(f"{args.method} on {scenario.name}: RTE {result.rte:.2f}s -> {target}")
+    _print_metrics(result.metrics)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    model, _ = _load_model(args.checkpoint, bundle := _bundle(args, load_checkpoint(args.checkpoint)))
+    scenario = make_scenario(bundle, args.forget, seed=args.seed)
+    model.to(args.device)
+    _print_metrics(evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test))
+    return 0
+
+
+def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, device, progress: bool, out: Path,
+                   name: str) -> str:
+    scenario = make_scenario(bundle, forget_spec, seed=seed)
+    rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, device=device,
+                   seed=seed, progress=progress)
+    title = f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} ({len(scenario.forget)} of {len(bundle.train)} samples)"
+    return write_report(rows, out, name, title, extra={"forget": forget_spec, "device": str(device)})
+
+
+def cmd_compare(args) -> int:
+    meta = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    bundle = _bundle(args, meta)
+    if args.checkpoint:
+        model, blob = _load_model(args.checkpoint, bundle)
+        recipe = recipe_for(bundle, blob["arch"])
+    else:
+        recipe = recipe_for(bundle, args.arch, args.epochs)
+        torch.manual_seed(args.seed)
+        model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, torch.device(args.device),
+                            seed=args.seed, progress=not args.quiet, desc="original")
+    recipe.method_configs = apply_overrides(recipe.method_configs, args.set)
+    model.to(args.device)
+    methods = [m for m in args.methods.split(",") if m]
+    table = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
+                           not args.quiet, Path(args.out), "compare")
+    print(table)
+    print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    bundle = load_bundle("digits", seed=args.seed)
+    recipe = recipe_for(bundle)
+    device, out = torch.device(args.device), Path(args.out)
+    torch.manual_seed(args.seed)
+    model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, device, seed=args.seed,
+                        progress=not args.quiet, desc="original")
+    print(f"original small CNN on digits: test accuracy {predict_split(model, bundle.test).accuracy:.1f}%")
+    for spec, name, label in (("class:3", "classwise", "forgetting every '3' (class-wise)"),
+                              ("random:0.1", "random", "forgetting 10% at random")):
+        print(f"\n## {label}")
+        print(run_comparison(model, bundle, recipe, spec, ALL_METHODS[1:], args.seed, device, not args.quiet, out, name))
+    print(f"\nreports and plots written to {out}/ (classwise.*, random.*)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsscl-fast", description="Machine unlearning of image classifiers with WSS-CL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train and save the original model")
+    _data_args(p, required=True)
+    p.add_argument("--arch", choices=("small_cnn", "resnet18"), default=None, help="default: by dataset")
+    p.add_argument("--epochs", type=int, default=None, help="default: by dataset")
+    _common(p, "wsscl_out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("unlearn", help="run one method on a saved model")
+    p.add_argument("--checkpoint", required=True, help="model.pt written by `train` (never overwritten)")
+    _data_args(p, required=False)
+    _forget_args(p)
+    p.add_argument("--method", default="wsscl", choices=ALL_METHODS)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    _common(p, "wsscl_out/unlearned")
+    p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model")
+    p.add_argument("--checkpoint", required=True)
+    _data_args(p, required=False)
+    _forget_args(p)
+    _common(p, "wsscl_out")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="several methods side by side against Retrain")
+    p.add_argument("--checkpoint", default=None, help="original model (default: train one first)")
+    _data_args(p, required=False)
+    _forget_args(p)
+    p.add_argument("--arch", choices=("small_cnn", "resnet18"), default=None)
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of the original and Retrain")
+    p.add_argument("--methods", default=",".join(ALL_METHODS[1:]), help="comma-separated (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help="override a config field")
+    _common(p, "wsscl_out/compare")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in about a minute")
+    _common(p, "wsscl_demo_out")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, PermissionError) as exc:
+        print(f"wsscl-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,374 @@
+"""Datasets, forget/retain splits, batch augmentation and loaders.
+
+Every built-in dataset is an :class:`ImageTensorDataset`: uint8 images (N, C, H, W) kept
+in memory, returned with the eval transform (scale to [0, 1], normalise). Training
+augmentation (random crop with padding, horizontal flip) is applied to whole batches by
+:func:`augment_batch`, so no per-image PIL work happens in a training loop.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .checkpoint import atomic_save
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+
+
+class ImageTensorDataset(Dataset):
+    """uint8 images (N, C, H, W) and int64 labels (N,); items are (normalised float image, label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, classes=None):
+        if images.dim() != 4 or images.dtype != torch.uint8:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.images, self.labels = images, labels.long()
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.classes = tuple(classes) if classes is not None else tuple(str(c) for c in range(int(labels.max()) + 1))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int):
+        return (self.images[index].float() / 255 - self.mean) / self.std, self.labels[index]
+
+
+@dataclass
+class DataBundle:
+    """A train and a test split of one dataset, and how to augment it."""
+
+    name: str
+    train: ImageTensorDataset
+    test: ImageTensorDataset
+    aug_pad: int
+    aug_flip: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+
+# ----------------------------------------------------------------------------- sources
+def _channel_stats(images: torch.Tensor):
+    x = images.float() / 255
+    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+
+
+def load_digits_bundle(seed: int = 0, test_fraction: float = 0.2) -> DataBundle:
+    """scikit-learn's embedded 8x8 digits (1,797 images), split train/test by class, seeded."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.from_numpy(np.round(digits.images * (255 / 16)).astype(np.uint8))[:, None]
+    labels = torch.from_numpy(digits.target).long()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=test_fraction, random_state=seed, stratify=digits.target
+    )
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    mean, std = _channel_stats(images[train_idx])
+    classes = tuple(str(d) for d in range(10))
+    make = lambda idx: ImageTensorDataset(images[idx], labels[idx], mean, std, classes)  # noqa: E731
+    return DataBundle("digits", make(train_idx), make(test_idx), aug_pad=1, aug_flip=False)
+
+
+def _decode_image_files(named_bytes, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode (class_name, bytes) pairs to uint8 (N, 3, H, W) and labels."""
+    from PIL import Image
+
+    images, labels = [], []
+    index = {c: i for i, c in enumerate(classes)}
+    for class_name, data in named_bytes:
+        with Image.open(io.BytesIO(data)) as img:
+            images.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        labels.append(index[class_name])
+    if not images:
+        raise ValueError("no images found")
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+
+
+def _image_folder_entries(names):
+    """Sorted (class, path) pairs of an ImageFolder listing (``class/file.ext``)."""
+    entries = []
+    for name in names:
+        parts = [p for p in name.split("/") if p]
+        if len(parts) >= 2 and parts[-1].lower().endswith((".jpg", ".jpeg", ".png")):
+            entries.append((parts[-2], name))
+    return sorted(entries)
+
+
+def _read_zip(path: Path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            entries = _image_folder_entries(zf.namelist())
+            classes = sorted({c for c, _ in entries})
+            return classes, _decode_image_files(((c, zf.read(n)) for c, n in entries), classes)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path} is not a readable zip archive ({exc})") from exc
+
+
+def _read_folder(path: Path):
+    names = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
+    entries = _image_folder_entries(names)
+    classes = sorted({c for c, _ in entries})
+    return classes, _decode_image_files(((c, (path / n).read_bytes()) for c, n in entries), classes)
+
+
+def _read_torchvision_cifar(path: Path, train: bool):
+    import pickle
+
+    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    images, labels = [], []
+    for name in files:
+        with open(path / name, "rb") as fh:
+            batch = pickle.load(fh, encoding="latin1")  # torchvision's own format; trusted local files
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch["labels"])
+    return list(CIFAR10_CLASSES), (torch.from_numpy(np.concatenate(images)), torch.tensor(labels))
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("WSSCL_CACHE", Path.home() / ".cache" / "wsscl_fast"))
+
+
+def _cached_decode(source: Path, reader):
+    """Decode ``source`` once into a uint8 tensor file in the cache, reused later."""
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cache = _cache_dir() / f"{source.stem}-{key}.pt"
+    if cache.exists():
+        blob = torch.load(cache, weights_only=True)
+        return blob["classes"], (blob["images"], blob["labels"])
+    classes, (images, labels) = reader()
+    try:
+        atomic_save({"classes": classes, "images": images, "labels": labels}, cache)
+    except OSError:
+        pass  # a read-only cache only costs the decode next time
+    return classes, (images, labels)
+
+
+def _cifar_split(root: Path, split: str):
+    if (root / f"{split}.zip").is_file():
+        path = root / f"{split}.zip"
+        return _cached_decode(path, lambda: _read_zip(path))
+    if (root / split).is_dir():
+        return _read_folder(root / split)
+    tv = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+    if (tv / "test_batch").is_file():
+        return _read_torchvision_cifar(tv, split == "train")
+    raise FileNotFoundError(
+        f"no CIFAR-10 {split} split under {root}: expected {split}.zip, an ImageFolder directory "
+        f"{split}/, or torchvision's cifar-10-batches-py/"
+    )
+
+
+def _seeded_subset(images, labels, count: int | None, seed: int):
+    if count is None or count >= len(labels):
+        return images, labels
+    idx = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    return images[idx], labels[idx]
+
+
+def load_cifar10_bundle(root: str | os.PathLike, train_size: int | None = None, test_size: int | None = None,
+                        seed: int = 0) -> DataBundle:
+    """CIFAR-10 from ``root`` holding train.zip/test.zip, train/ and test/ ImageFolders, or
+    torchvision's cifar-10-batches-py; optional seeded subsets of each split."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"CIFAR-10 root {root} does not exist")
+    classes, (train_x, train_y) = _cifar_split(root, "train")
+    _, (test_x, test_y) = _cifar_split(root, "test")
+    train_x, train_y = _seeded_subset(train_x, train_y, train_size, seed)
+    test_x, test_y = _seeded_subset(test_x, test_y, test_size, seed + 1)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    return DataBundle("cifar10", ImageTensorDataset(train_x, train_y, mean, std, classes),
+                      ImageTensorDataset(test_x, test_y, mean, std, classes), aug_pad=4, aug_flip=True)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(root: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(f"{stem}[.gz] not found under {root} (install Debian's dataset-fashion-mnist)")
+
+
+def load_fashion_mnist_bundle(root: str | os.PathLike = FASHION_MNIST_ROOT, train_size: int | None = None,
+                              test_size: int | None = None, seed: int = 0) -> DataBundle:
+    """Fashion-MNIST from IDX files (Debian's ``dataset-fashion-mnist``)."""
+    root = Path(root)
+    split = {}
+    for name, prefix in (("train", "train"), ("test", "t10k")):
+        images = torch.from_numpy(_read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte")).copy())[:, None]
+        labels = torch.from_numpy(_read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte")).copy()).long()
+        split[name] = _seeded_subset(images, labels, train_size if name == "train" else test_size, seed)
+    classes = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+    make = lambda xy: ImageTensorDataset(xy[0], xy[1], (0.2860,), (0.3530,), classes)  # noqa: E731
+    return DataBundle("fashion-mnist", make(split["train"]), make(split["test"]), aug_pad=2, aug_flip=True)
+
+
+def load_bundle(name: str, root: str | None = None, train_size: int | None = None, test_size: int | None = None,
+                seed: int = 0) -> DataBundle:
+    """Load ``digits`` (embedded), ``cifar10`` (needs ``root``) or ``fashion-mnist``."""
+    if name == "digits":
+        return load_digits_bundle(seed)
+    if name == "cifar10":
+        if root is None:
+            raise ValueError("cifar10 needs a data root (--data-root), e.g. ../shared/data/cifar10")
+        return load_cifar10_bundle(root, train_size, test_size, seed)
+    if name == "fashion-mnist":
+        return load_fashion_mnist_bundle(root or FASHION_MNIST_ROOT, train_size, test_size, seed)
+    raise ValueError(f"unknown dataset {name!r}; choose digits, cifar10 or fashion-mnist")
+
+
+# ----------------------------------------------------------------------------- splits
+def random_forget_split(num_samples: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded random forgetting: (forget indices, retain indices), both sorted."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"forget fraction must be in (0, 1), got {fraction}")
+    count = max(1, int(round(fraction * num_samples)))
+    perm = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed))
+    return perm[:count].sort().values, perm[count:].sort().values
+
+
+def class_forget_split(labels: torch.Tensor, forget_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-wise forgetting: every sample of ``forget_class`` is forgotten."""
+    forget = (labels == forget_class).nonzero().flatten()
+    if forget.numel() == 0:
+        raise ValueError(f"forget class {forget_class} has no samples (labels span 0..{int(labels.max())})")
+    return forget, (labels != forget_class).nonzero().flatten()
+
+
+def index_forget_split(num_samples: int, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forget an explicit list of sample ids; duplicates and out-of-range ids are refused."""
+    idx = torch.as_tensor(list(indices), dtype=torch.long)
+    if idx.numel() == 0:
+        raise ValueError("the forget index list is empty")
+    if int(idx.min()) < 0 or int(idx.max()) >= num_samples:
+        bad = idx[(idx < 0) | (idx >= num_samples)][:5].tolist()
+        raise ValueError(f"forget indices out of range [0, {num_samples}): {bad}")
+    if idx.unique().numel() != idx.numel():
+        raise ValueError("forget indices contain duplicates")
+    keep = torch.ones(num_samples, dtype=torch.bool)
+    keep[idx] = False
+    return idx.sort().values, keep.nonzero().flatten()
+
+
+@dataclass
+class ForgetScenario:
+    """A forget/retain split of a bundle, with the test splits that evaluation uses."""
+
+    name: str
+    forget: Dataset
+    retain: Dataset
+    test: Dataset  #: TA is measured here (for class-wise forgetting: the remaining classes)
+    forgotten_test: Dataset | None  #: class-wise only: the test samples of the forgotten class
+    forget_indices: torch.Tensor
+
+
+def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenario:
+    """``spec`` is ``random:FRACTION``, ``class:LABEL`` or ``indices:FILE`` (one id per line)."""
+    kind, _, value = spec.partition(":")
+    n = len(bundle.train)
+    if kind == "random":
+        forget, retain = random_forget_split(n, float(value or 0.1), seed)
+    elif kind == "class":
+        cls = int(value)
+        forget, retain = class_forget_split(bundle.train.labels, cls)
+        test_labels = bundle.test.labels
+        return ForgetScenario(
+            f"class {bundle.train.classes[cls]}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
+            Subset(bundle.test, (test_labels != cls).nonzero().flatten().tolist()),
+            Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget,
+        )
+    elif kind == "indices":
+        ids = [int(line) for line in Path(value).read_text().split() if line.strip()]
+        forget, retain = index_forget_split(n, ids)
+    else:
+        raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")
+    return ForgetScenario(f"{kind} {value}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
+                          bundle.test, None, forget)
+
+
+# ----------------------------------------------------------------------------- batches
+def augment_batch(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop after zero padding by ``pad`` pixels and random horizontal flip, per image.
+
+    x: (B, C, H, W) normalised images; returns a new tensor of the same shape. Padding
+    happens after normalisation, so the border is the dataset mean, not black.
+    """
+    b, _, h, w = x.shape
+    if pad > 0:
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=generator.device if generator else "cpu").to(x.device)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=generator.device if generator else "cpu").to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        flips = torch.rand(b, generator=generator, device=generator.device if generator else "cpu").to(x.device) < 0.5
+        x = torch.where(flips[:, None, None, None], x.flip(3), x)
+    return x.contiguous()
+
+
+def as_loader(data, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """A DataLoader for ``data``: DataLoaders pass through, Datasets get a seeded one."""
+    if isinstance(data, DataLoader):
+        if len(data.dataset) == 0:
+            raise ValueError("the DataLoader's dataset is empty")
+        return data
+    if not isinstance(data, Dataset):
+        raise TypeError(f"expected a torch Dataset or DataLoader, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError("the dataset is empty")
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def to_tensors(data, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialise a (small) dataset or loader as (images, labels) tensors, in order."""
+    xs, ys = [], []
+    for batch in as_loader(data, batch_size, shuffle=False):
+        xs.append(batch[0])
+        ys.append(batch[1])
+    return torch.cat(xs), torch.cat(ys).long()
+
+
+def dataset_labels(data) -> torch.Tensor:
+    """All labels of a Dataset or DataLoader, read from ``labels``/``targets`` attributes
+    (through Subsets) when present, otherwise by one pass over the data."""
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    if isinstance(dataset, Subset):
+        return dataset_labels(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    for attribute in ("labels", "targets"):
+        if isinstance(getattr(dataset, attribute, None), (torch.Tensor, list, np.ndarray)):
+            return torch.as_tensor(getattr(dataset, attribute)).long()
+    return to_tensors(dataset)[1]

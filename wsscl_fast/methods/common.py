@@ -1,0 +1,38 @@
+"""Pieces the baseline methods share: optimizers, batch helpers and the RL batch schedule."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data import augment_batch
+from ..optim import MaskedSGD
+
+
+def make_sgd(model, config, lr: float, saliency=None, backend=None) -> torch.optim.Optimizer:
+    """Plain SGD, or saliency-masked SGD when ``saliency`` is given."""
+    if saliency is None:
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return MaskedSGD(model.parameters(), saliency, lr=lr, momentum=config.momentum,
+                     weight_decay=config.weight_decay, backend=backend)
+
+
+def augmented(batch, config, ctx, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(augmented images, labels) of a loader batch, on the context's device."""
+    x = augment_batch(batch[0].to(ctx.device), config.aug_pad, config.aug_flip, generator)
+    return x, batch[1].to(ctx.device)
+
+
+def cross_entropy_step(model, config, ctx, generator):
+    """loss_fn for run_steps: CE on an augmented batch."""
+    return lambda batch: F.cross_entropy(model(augmented(batch, config, ctx, generator)[0]), batch[1].to(ctx.device))
+
+
+def mixed_batches(forget_loader, retain_loader, epochs: int, seed: int):
+    """SalUn's RL epoch, without copying datasets: every forget and retain batch once per
+    epoch, in a seeded random order. Yields ("forget" | "retain", batch)."""
+    order_generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        tags = ["forget"] * len(forget_loader) + ["retain"] * len(retain_loader)
+        iterators = {"forget": iter(forget_loader), "retain": iter(retain_loader)}
+        for i in torch.randperm(len(tags), generator=order_generator).tolist():
+            yield tags[i], next(iterators[tags[i]])

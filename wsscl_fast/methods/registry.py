@@ -1,0 +1,74 @@
+"""A tiny registry: each method is one file that registers a run function and its config class."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import TrainConfig
+
+
+@dataclass
+class MethodContext:
+    """What a method needs besides the model, the loaders and its config."""
+
+    device: torch.device
+    seed: int = 0
+    progress: bool = True
+    backend: str | None = None
+    holdout: Dataset | None = None  #: unseen data, for settings calibrated on it (WSS-CL's kl_bound="auto")
+    train_config: TrainConfig = field(default_factory=TrainConfig)  #: Retrain's recipe
+    timings: dict = field(default_factory=dict)  #: stage name -> seconds
+    info: dict = field(default_factory=dict)  #: values a method chose at run time (e.g. WSS-CL's KL bound)
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage of the method (synchronising the device at both ends)."""
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
+
+
+RunFunction = Callable[[torch.nn.Module, DataLoader, DataLoader, object, MethodContext], None]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    run: RunFunction
+    config_class: type
+    description: str
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(name: str, config_class: type, description: str):
+    """Decorator: ``@register("ft", BaselineConfig, "fine-tune on D_r")`` on ``run(model, forget, retain, config, ctx)``."""
+
+    def decorate(run: RunFunction) -> RunFunction:
+        METHODS[name] = MethodSpec(name, run, config_class, description)
+        return run
+
+    return decorate
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,132 @@
+"""WSS-CL: weight-saliency soft-guided contrastive unlearning (../shared/METHOD.md).
+
+stage 0  saliency s from |sum of forget-set gradients| (soft by default)
+stage 1  forgetting in logit space: maximise the bounded KL to aggregated pseudo-labels
+stage 2  contrastive fine-tuning: CE(retain) + lambda * InfoNCE(forget view a, view b; retain)
+Stages 1 and 2 update the weights with saliency-weighted SGD.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import WSSCLConfig
+from ..data import augment_batch, dataset_labels, to_tensors
+from ..ops import infonce_loss
+from ..reference import forgetting_loss_ref
+from ..saliency import compute_saliency
+from ..training import cycle, run_steps
+from .common import augmented, make_sgd
+from .registry import register
+
+
+@torch.no_grad()
+def aggregated_pseudo_labels(model, images: torch.Tensor, config: WSSCLConfig, generator, batch_size: int = 512):
+    """q_i = mean over K augmented views of softmax(f(aug x_i) / T), from the frozen model. (N, C)"""
+    model.eval()
+    labels = []
+    for chunk in images.split(batch_size):
+        views = [augment_batch(chunk, config.aug_pad, config.aug_flip, generator) for _ in range(config.num_views)]
+        probs = torch.softmax(model(torch.cat(views)).float() / config.pseudo_label_temperature, dim=1)
+        labels.append(probs.view(config.num_views, chunk.shape[0], -1).mean(dim=0))
+    return torch.cat(labels)
+
+
+@torch.no_grad()
+def heldout_losses(model, holdout, device) -> tuple[float, float]:
+    """(mean CE to the true label, mean -log p of a wrong label) of ``model`` on unseen data.
+
+    The first is how far from its label an unseen sample of a known class sits; the second
+    how little probability a class gets on samples that are not of it (a never-seen class).
+    """
+    model.eval()
+    images, labels = to_tensors(holdout)
+    true_total, wrong_total = 0.0, 0.0
+    for x, y in zip(images.split(512), labels.split(512)):
+        log_probs = torch.log_softmax(model(x.to(device)).float(), dim=1)
+        y = y.to(device)
+        true_nll = -log_probs.gather(1, y[:, None]).squeeze(1)
+        wrong_nll = (-log_probs.sum(dim=1) - true_nll) / (log_probs.shape[1] - 1)
+        true_total += float(true_nll.sum())
+        wrong_total += float(wrong_nll.sum())
+    return true_total / len(labels), wrong_total / len(labels)
+
+
+def kl_bounds(model, forget_labels: torch.Tensor, retain_loader, config: WSSCLConfig, ctx) -> torch.Tensor:
+    """Per-forget-sample KL bound (N,). A number in the config applies to all. ``"auto"``
+    (our reading): samples of a class the retain set still has should end up as far from
+    their label as unseen samples are (held-out CE); samples of a class removed entirely
+    should look like a class the model never saw (held-out -log p of a wrong label)."""
+    if config.kl_bound != "auto":
+        return torch.full(forget_labels.shape, float(config.kl_bound), device=ctx.device)
+    if ctx.holdout is None:
+        seen, unseen = config.kl_bound_fallback, config.kl_bound_fallback
+    else:
+        seen, unseen = heldout_losses(model, ctx.holdout, ctx.device)
+    removed = ~torch.isin(forget_labels, dataset_labels(retain_loader).unique())
+    ctx.info.update(kl_bound_seen_class=seen, kl_bound_removed_class=unseen, removed_class_samples=int(removed.sum()))
+    return torch.where(removed, unseen, seen).to(ctx.device)
+
+
+def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator):
+    """Endless seeded shuffled passes over forget-set row indices, in batches."""
+    while True:
+        order = torch.randperm(num_forget, generator=generator, device=generator.device)
+        yield from order.split(batch_size)
+
+
+def forgetting_stage(model, forget_images, forget_labels, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+    """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain)."""
+    pseudo_labels = aggregated_pseudo_labels(model, forget_images, config, ctx.generator(1))
+    bounds = kl_bounds(model, forget_labels, retain_loader, config, ctx)
+    optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend)
+    augment_generator = ctx.generator(2)
+    steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
+    batches = zip(forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(3)), cycle(retain_loader))
+
+    def loss_fn(pair):
+        index, retain_batch = pair
+        x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
+        return forgetting_loss_ref(model(forget_images[index]), pseudo_labels[index], bounds[index],
+                                   model(x_r), y_r, config.retain_weight)
+
+    run_steps(model, optimizer, batches, loss_fn, total=config.forget_epochs * steps_per_epoch,
+              desc="wsscl forget", progress=ctx.progress)
+
+
+def contrastive_stage(model, forget_images, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+    """Stage 2: CE(retain) + lambda * InfoNCE(z(a x_f), z(b x_f); negatives z(x_r)), one forward."""
+    optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend)
+    augment_generator = ctx.generator(4)
+    batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(5)))
+
+    def loss_fn(pair):
+        retain_batch, index = pair
+        x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
+        x_f = forget_images[index]
+        view_a = augment_batch(x_f, config.aug_pad, config.aug_flip, augment_generator)
+        view_b = augment_batch(x_f, config.aug_pad, config.aug_flip, augment_generator)
+        features = model.features(torch.cat([x_r, view_a, view_b]))
+        z_r, z_a, z_b = features.split([x_r.shape[0], x_f.shape[0], x_f.shape[0]])
+        contrastive = infonce_loss(z_a, z_b, z_r, config.temperature, normalize=True, backend=ctx.backend,
+                                   check_inputs=False)
+        return F.cross_entropy(model.head(z_r), y_r) + config.contrastive_weight * contrastive
+
+    run_steps(model, optimizer, batches, loss_fn, total=config.finetune_epochs * len(retain_loader),
+              desc="wsscl contrastive", progress=ctx.progress)
+
+
+@register("wsscl", WSSCLConfig, "WSS-CL: soft saliency, bounded KL forgetting, contrastive fine-tuning")
+def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
+    if not (callable(getattr(model, "features", None)) and isinstance(getattr(model, "head", None), torch.nn.Module)):
+        raise TypeError("method 'wsscl' needs a model with features(x) -> (B, D) and a head module (f = head o features)")
+    with ctx.stage("saliency"):
+        saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
+                                    config.saliency_sharpness, device=ctx.device, backend=ctx.backend)
+    forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader))
+    if config.forget_epochs:
+        with ctx.stage("forget"):
+            forgetting_stage(model, forget_images, forget_labels, retain_loader, saliency, config, ctx)
+    if config.finetune_epochs:
+        with ctx.stage("contrastive"):
+            contrastive_stage(model, forget_images, retain_loader, saliency, config, ctx)

@@ -1,0 +1,82 @@
+"""Comparison reports: a Markdown table, a JSON file and a PNG bar chart."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import atomic_write_bytes
+
+COLUMNS = ("UA", "RA", "TA", "MIA", "gap", "RTE")
+HEADERS = {"UA": "UA", "RA": "RA", "TA": "TA", "MIA": "MIA-eff.", "gap": "Avg. Gap", "RTE": "RTE (s)",
+           "forgotten_class_TA": "forgotten-class TA"}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds of every metric, one entry per method (first-seen order)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    keys = [k for k in (*COLUMNS, "forgotten_class_TA") if k in rows[0]]
+    summary = []
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        entry = {"method": m, "seeds": [r["seed"] for r in mine]}
+        for k in keys:
+            values = np.array([r[k] for r in mine], dtype=float)
+            entry[k] = float(values.mean())
+            entry[k + "_std"] = float(values.std()) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def markdown_table(summary: list[dict]) -> str:
+    keys = [k for k in ("UA", "RA", "TA", "MIA", "forgotten_class_TA", "gap", "RTE") if k in summary[0]]
+    lines = ["| method | " + " | ".join(HEADERS[k] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for entry in summary:
+        cells = []
+        for k in keys:
+            std = entry.get(k + "_std", 0.0)
+            digits = 1 if k != "RTE" else 2
+            cells.append(f"{entry[k]:.{digits}f}" + (f" ± {std:.{digits}f}" if len(entry["seeds"]) > 1 else ""))
+        lines.append(f"| {entry['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(summary: list[dict], path: Path, title: str) -> None:
+    """Grouped bars of UA, RA, TA, MIA per method, with the Avg. Gap in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("UA", "RA", "TA", "MIA")
+    x = np.arange(len(metrics))
+    width = 0.8 / len(summary)
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=90)
+    for i, entry in enumerate(summary):
+        style = dict(color="black", alpha=0.35) if entry["method"] == "retrain" else {}
+        ax.bar(x + i * width - 0.4 + width / 2, [entry[m] for m in metrics], width,
+               yerr=[entry[m + "_std"] for m in metrics], label=f"{entry['method']} (gap {entry['gap']:.1f})", **style)
+    ax.set_xticks(x, ["UA", "RA", "TA", "MIA-eff."])
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, extra: dict | None = None) -> str:
+    """Write ``name``.json (rows + summary), ``name``.md and ``name``.png; return the table."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(rows)
+    table = markdown_table(summary)
+    payload = {"title": title, **(extra or {}), "summary": summary, "rows": rows}
+    atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), out_dir / f"{name}.json")
+    atomic_write_bytes(f"# {title}\n\n{table}\n".encode(), out_dir / f"{name}.md")
+    bar_chart(summary, out_dir / f"{name}.png", title)
+    return table

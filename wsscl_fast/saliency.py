@@ -1,0 +1,79 @@
+"""Stage 0: weight saliency of the forget set (the SalUn mask, and our soft weights).
+
+g = | sum over forget batches of grad_theta CE(f_theta(x), y) |  (eval mode, eval transform,
+raw gradients accumulated, abs taken once at the end). t = global top-``ratio`` threshold.
+hard: m = 1[g >= t];  soft: s = clamp(g / t, 0, 1) ** sharpness.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import backends
+from .data import as_loader
+from .reference import saliency_from_scores_ref
+from .validation import check_fraction
+
+_SALIENCY_IMPLEMENTATIONS = {"torch": lambda: saliency_from_scores_ref}
+
+
+def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool = False,
+                           batch_size: int = 256) -> list[torch.Tensor]:
+    """|sum of per-batch mean CE gradients| over ``forget``, one fp32 tensor per parameter.
+
+    The model's weights, gradients and train/eval mode are left as they were.
+    """
+    loader = as_loader(forget, batch_size, shuffle=False)
+    params = list(model.parameters())
+    device = device or params[0].device
+    saved_grads = [p.grad for p in params]
+    was_training = model.training
+    sums = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    model.eval()
+    try:
+        for batch in tqdm(loader, desc="saliency", disable=not progress, leave=False):
+            x, y = batch[0].to(device), batch[1].to(device)
+            for p in params:
+                p.grad = None
+            F.cross_entropy(model(x), y).backward()
+            for s, p in zip(sums, params):
+                if p.grad is not None:
+                    s.add_(p.grad.float())
+    finally:
+        for p, g in zip(params, saved_grads):
+            p.grad = g
+        model.train(was_training)
+    return [s.abs_() for s in sums]
+
+
+def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft",
+                         sharpness: float = 1.0, backend: str | None = None) -> list[torch.Tensor]:
+    """Global top-``ratio`` threshold over all ``scores``, then hard masks or soft weights."""
+    check_fraction("ratio", ratio)
+    if mode not in ("soft", "hard"):
+        raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
+    if sharpness <= 0:
+        raise ValueError(f"sharpness must be > 0, got {sharpness}")
+    if not scores or sum(s.numel() for s in scores) == 0:
+        raise ValueError("scores is empty: the model has no parameters")
+    _, fn = backends.resolve("saliency", scores[0].device, _SALIENCY_IMPLEMENTATIONS, backend)
+    return fn(scores, ratio, mode, sharpness)
+
+
+def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", sharpness: float = 1.0,
+                     device=None, progress: bool = False, backend: str | None = None) -> list[torch.Tensor]:
+    """Saliency tensors aligned with ``model.parameters()``: bool (``mode="hard"``) or
+    float32 in [0, 1] (``mode="soft"``). ``forget`` is a Dataset or DataLoader of (x, y).
+
+    >>> from wsscl_fast.models import SmallCNN
+    >>> from torch.utils.data import TensorDataset
+    >>> model = SmallCNN(num_classes=3, in_channels=1, width=4)
+    >>> forget = TensorDataset(torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2]))
+    >>> masks = compute_saliency(model, forget, ratio=0.5, mode="hard")
+    >>> len(masks) == len(list(model.parameters()))
+    True
+    """
+    scores = forget_gradient_scores(model, forget, device=device, progress=progress)
+    return saliency_from_scores(scores, ratio, mode, sharpness, backend)
