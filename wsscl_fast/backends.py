@@ -71,7 +71,7 @@ def resolve(op: str, device: torch.device, implementations: dict[str, Callable],
         if reason is not None:
             raise RuntimeError(f"{op}: backend {forced!r} is unavailable: {reason}")
         if forced not in implementations:
-            raise NotImplementedError(f"{op}: backend {forced!r} does not implement this op yet")
+            raise NotImplementedError(f"{op}: backend {forced!r} does not implement this op (for these inputs) yet")
         return forced, implementations[forced]()
     for name in BACKENDS:
         if name in implementations and unavailable_reason(name, device) is None:

@@ -11,6 +11,7 @@ from .reference import infonce_loss_ref
 from .validation import check_finite, check_matrix, check_positive, check_same
 
 _INFONCE_IMPLEMENTATIONS = {
+    "triton": lambda: importlib.import_module("wsscl_fast.kernels.infonce").infonce_loss_triton,
     "torch": lambda: infonce_loss_ref,
     "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").infonce_loss_cpp,
 }
@@ -52,7 +53,10 @@ def infonce_loss(
     if check_inputs:
         for name, x in (("anchors", anchors), ("positives", positives), ("negatives", negatives)):
             check_finite(name, x)
-    _, fn = backends.resolve("infonce_loss", anchors.device, _INFONCE_IMPLEMENTATIONS, backend)
+    implementations = _INFONCE_IMPLEMENTATIONS
+    if anchors.dtype == torch.float64:  # the Triton kernel accumulates in fp32
+        implementations = {k: v for k, v in implementations.items() if k != "triton"}
+    _, fn = backends.resolve("infonce_loss", anchors.device, implementations, backend)
     return fn(anchors, positives, negatives, float(temperature), bool(normalize))
 
 
