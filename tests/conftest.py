@@ -1,13 +1,15 @@
-"""Shared fixtures. TRITON_INTERPRET=1 is set before anything imports triton, so the Triton
-backend runs on CPU tensors under the interpreter."""
+"""Shared fixtures. Without a GPU, TRITON_INTERPRET=1 is set before anything imports triton,
+so the Triton kernels run on CPU tensors under the interpreter; with a GPU they are compiled
+and tested on CUDA tensors (TRITON_DEVICE)."""
 import os
+from pathlib import Path
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
+import torch
 
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 CIFAR10_ROOT = Path(os.environ.get("WSSCL_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
 

@@ -4,23 +4,28 @@ import copy
 import pytest
 import torch
 
+from conftest import TRITON_DEVICE
 from wsscl_fast import MaskedAdamW, MaskedSGD
 from wsscl_fast.reference import masked_adamw_step_ref, masked_sgd_step_ref
 
-BACKENDS = ["torch", "cpp"]
+BACKENDS = ["torch", "cpp", "triton"]  # triton: on CUDA, or on the CPU under TRITON_INTERPRET=1 (conftest.py)
 SHAPES = [(1,), (1023,), (3, 5, 7), (64, 3, 3, 3)]
 SGD_HYPER = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
 ADAMW_HYPER = dict(lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.05)
 
 
-def _params(seed=0, shapes=SHAPES, dtype=torch.float32):
+def _device(backend):
+    return TRITON_DEVICE if backend == "triton" else "cpu"
+
+
+def _params(seed=0, shapes=SHAPES, dtype=torch.float32, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g, dtype=dtype).requires_grad_(True) for s in shapes]
+    return [torch.randn(s, generator=g, dtype=dtype).to(device).requires_grad_(True) for s in shapes]
 
 
 def _grads(params, steps, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return [[torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params] for _ in range(steps)]
+    return [[torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device) for p in params] for _ in range(steps)]
 
 
 def _run(optimizer, params, grads):
@@ -41,9 +46,10 @@ def _optimizers(kind, params, saliency, backend):
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 @pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32])
 def test_all_ones_equals_torch_optim(backend, kind, mask_dtype):
-    params, reference_params = _params(), _params()
+    params, reference_params = _params(device=_device(backend)), _params(device=_device(backend))
     grads = _grads(params, 6)
-    ours, torch_cls = _optimizers(kind, params, [torch.ones(p.shape, dtype=mask_dtype) for p in params], backend)
+    ours, torch_cls = _optimizers(kind, params, [torch.ones(p.shape, dtype=mask_dtype, device=p.device) for p in params],
+                                  backend)
     theirs = torch_cls(reference_params, **(SGD_HYPER if kind == "sgd" else ADAMW_HYPER))
     for a, b in zip(_run(ours, params, grads), _run(theirs, reference_params, grads)):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
@@ -52,9 +58,10 @@ def test_all_ones_equals_torch_optim(backend, kind, mask_dtype):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_zero_mask_changes_nothing_bit_for_bit(backend, kind):
-    params = _params()
+    params = _params(device=_device(backend))
     start = [p.detach().clone() for p in params]
-    optimizer, _ = _optimizers(kind, params, [torch.zeros(p.shape, dtype=torch.bool) for p in params], backend)
+    optimizer, _ = _optimizers(kind, params, [torch.zeros(p.shape, dtype=torch.bool, device=p.device) for p in params],
+                               backend)
     for a, b in zip(_run(optimizer, params, _grads(params, 3)), start):
         assert torch.equal(a, b)
     for state in optimizer.state.values():
@@ -66,10 +73,10 @@ def test_zero_mask_changes_nothing_bit_for_bit(backend, kind):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_mixed_hard_mask_follows_torch_on_salient_coordinates(backend, kind):
-    params, reference_params = _params(), _params()
+    params, reference_params = _params(device=_device(backend)), _params(device=_device(backend))
     start = [p.detach().clone() for p in params]
     g = torch.Generator().manual_seed(7)
-    masks = [torch.rand(p.shape, generator=g) < 0.4 for p in params]
+    masks = [(torch.rand(p.shape, generator=g) < 0.4).to(p.device) for p in params]
     grads = _grads(params, 5)
     ours, torch_cls = _optimizers(kind, params, masks, backend)
     theirs = torch_cls(reference_params, **(SGD_HYPER if kind == "sgd" else ADAMW_HYPER))
@@ -78,15 +85,15 @@ def test_mixed_hard_mask_follows_torch_on_salient_coordinates(backend, kind):
         assert torch.equal(a[~m], s[~m])
 
 
-@pytest.mark.parametrize("backend", ["cpp"])
+@pytest.mark.parametrize("backend, dtype", [("cpp", torch.float32), ("cpp", torch.float64), ("triton", torch.float32)])
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_soft_weights_match_the_reference(backend, kind, dtype):
-    params = _params(dtype=dtype)
+    params = _params(dtype=dtype, device=_device(backend))
     start = [p.detach().clone() for p in params]
     reference_params = [p.detach().clone() for p in params]
     g = torch.Generator().manual_seed(8)
-    weights = [torch.rand(p.shape, generator=g).mul_(torch.rand(p.shape, generator=g) < 0.7) for p in params]
+    weights = [torch.rand(p.shape, generator=g).mul_(torch.rand(p.shape, generator=g) < 0.7).to(p.device)
+               for p in params]
     grads = _grads(params, 4)
     optimizer, _ = _optimizers(kind, params, weights, backend)
     ours = _run(optimizer, params, grads)
@@ -106,8 +113,8 @@ def test_soft_weights_match_the_reference(backend, kind, dtype):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_state_dict_round_trip_resumes_bit_exactly(backend, kind, tmp_path):
-    params = _params()
-    masks = [torch.rand(p.shape, generator=torch.Generator().manual_seed(9)) < 0.5 for p in params]
+    params = _params(device=_device(backend))
+    masks = [(torch.rand(p.shape, generator=torch.Generator().manual_seed(9)) < 0.5).to(p.device) for p in params]
     grads = _grads(params, 6)
     optimizer, _ = _optimizers(kind, params, masks, backend)
     _run(optimizer, params, grads[:3])
@@ -115,8 +122,8 @@ def test_state_dict_round_trip_resumes_bit_exactly(backend, kind, tmp_path):
     uninterrupted = _run(optimizer, params, grads[3:])
 
     blob = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    resumed_params = [p.clone().requires_grad_(True) for p in blob["params"]]
-    resumed, _ = _optimizers(kind, resumed_params, [torch.zeros(p.shape, dtype=torch.bool) for p in params], backend)
+    resumed_params = [p.clone().to(_device(backend)).requires_grad_(True) for p in blob["params"]]
+    resumed, _ = _optimizers(kind, resumed_params, [torch.zeros_like(m) for m in masks], backend)
     resumed.load_state_dict(blob["optimizer"])
     assert all(torch.equal(a, b) for a, b in zip(resumed.param_groups[0]["saliency"], masks))
     for a, b in zip(_run(resumed, resumed_params, grads[3:]), uninterrupted):
@@ -125,9 +132,9 @@ def test_state_dict_round_trip_resumes_bit_exactly(backend, kind, tmp_path):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_parameters_without_grad_are_skipped(backend):
-    params = _params()
+    params = _params(device=_device(backend))
     start = [p.detach().clone() for p in params]
-    optimizer = MaskedAdamW(params, [torch.ones(p.shape) for p in params], backend=backend)
+    optimizer = MaskedAdamW(params, [torch.ones(p.shape, device=p.device) for p in params], backend=backend)
     params[0].grad = torch.ones_like(params[0])
     optimizer.step()
     assert not torch.equal(params[0].detach(), start[0])
@@ -183,3 +190,20 @@ def test_saliency_given_by_the_user_is_not_modified():
     kept = copy.deepcopy(masks)
     _run(MaskedAdamW(params, masks, backend="cpp"), params, _grads(params, 2))
     assert all(torch.equal(a, b) for a, b in zip(masks, kept))
+
+
+def test_triton_step_is_one_launch_for_62_mixed_tensors():
+    """ResNet-18 has 62 parameter tensors of mixed shapes: one table, one launch, same numbers."""
+    from torchvision.models import resnet18
+
+    shapes = [p.shape for p in resnet18(num_classes=10).parameters()]
+    assert len(shapes) == 62
+    params = _params(shapes=shapes, device=TRITON_DEVICE)
+    reference = [p.detach().clone().requires_grad_(True) for p in params]
+    masks = [(torch.rand(s, generator=torch.Generator().manual_seed(i)) < 0.5).to(TRITON_DEVICE)
+             for i, s in enumerate(shapes)]
+    grads = _grads(params, 2)
+    ours = _run(MaskedAdamW(params, masks, backend="triton"), params, grads)
+    theirs = _run(MaskedAdamW(reference, masks, backend="torch"), reference, grads)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -105,7 +105,8 @@ class MaskedSGD(_MaskedOptimizer):
     """
 
     _op_name = "masked_sgd_step"
-    _implementations = {"torch": lambda: _sgd_torch,
+    _implementations = {"triton": lambda: importlib.import_module("wsscl_fast.kernels.masked_update").masked_sgd_triton,
+                        "torch": lambda: _sgd_torch,
                         "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").masked_sgd_cpp}
 
     def __init__(self, params, saliency, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
@@ -137,7 +138,8 @@ class MaskedAdamW(_MaskedOptimizer):
     """
 
     _op_name = "masked_adamw_step"
-    _implementations = {"torch": lambda: _adamw_torch,
+    _implementations = {"triton": lambda: importlib.import_module("wsscl_fast.kernels.masked_update").masked_adamw_triton,
+                        "torch": lambda: _adamw_torch,
                         "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").masked_adamw_cpp}
 
     def __init__(self, params, saliency, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),

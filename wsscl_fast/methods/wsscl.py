@@ -33,39 +33,57 @@ def aggregated_pseudo_labels(model, images: torch.Tensor, config: WSSCLConfig, g
 
 
 @torch.no_grad()
-def heldout_losses(model, holdout, device) -> tuple[float, float]:
-    """(mean CE to the true label, mean -log p of a wrong label) of ``model`` on unseen data.
+def sample_losses(model, data, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample of ``data``: (-log p(true label), mean over wrong labels of -log p(label)).
 
-    The first is how far from its label an unseen sample of a known class sits; the second
-    how little probability a class gets on samples that are not of it (a never-seen class).
+    On unseen data the first says how far from its label an unseen sample of a known class
+    sits; the second how little probability a class gets on samples that are not of it,
+    which is what a class the model never saw looks like.
     """
     model.eval()
-    images, labels = to_tensors(holdout)
-    true_total, wrong_total = 0.0, 0.0
+    images, labels = data if isinstance(data, tuple) else to_tensors(data)
+    true_nll, wrong_nll = [], []
     for x, y in zip(images.split(512), labels.split(512)):
         log_probs = torch.log_softmax(model(x.to(device)).float(), dim=1)
-        y = y.to(device)
-        true_nll = -log_probs.gather(1, y[:, None]).squeeze(1)
-        wrong_nll = (-log_probs.sum(dim=1) - true_nll) / (log_probs.shape[1] - 1)
-        true_total += float(true_nll.sum())
-        wrong_total += float(wrong_nll.sum())
-    return true_total / len(labels), wrong_total / len(labels)
+        nll = -log_probs.gather(1, y.to(device)[:, None]).squeeze(1)
+        true_nll.append(nll)
+        wrong_nll.append((-log_probs.sum(dim=1) - nll) / (log_probs.shape[1] - 1))
+    return torch.cat(true_nll), torch.cat(wrong_nll)
 
 
-def kl_bounds(model, forget_labels: torch.Tensor, retain_loader, config: WSSCLConfig, ctx) -> torch.Tensor:
-    """Per-forget-sample KL bound (N,). A number in the config applies to all. ``"auto"``
-    (our reading): samples of a class the retain set still has should end up as far from
-    their label as unseen samples are (held-out CE); samples of a class removed entirely
-    should look like a class the model never saw (held-out -log p of a wrong label)."""
+def matched_quantiles(reference: torch.Tensor, ranks_of: torch.Tensor) -> torch.Tensor:
+    """For each value of ``ranks_of``, the quantile of ``reference`` at its rank: the k-th
+    smallest of ``ranks_of`` gets the (k + 0.5)/n quantile, so the two distributions match."""
+    n = ranks_of.numel()
+    ranks = torch.empty(n, dtype=torch.long, device=ranks_of.device)
+    ranks[ranks_of.argsort()] = torch.arange(n, device=ranks_of.device)
+    levels = (ranks.double() + 0.5) / n
+    return torch.quantile(reference.double().cpu(), levels.cpu()).to(ranks_of.device, torch.float32)
+
+
+def kl_bounds(model, forget_images, forget_labels, retain_loader, config: WSSCLConfig, ctx) -> torch.Tensor:
+    """Per-forget-sample KL bound (N,). A number in the config applies to all samples.
+
+    ``"auto"`` (our reading of "bounded"): forget samples should end up looking like unseen
+    samples. As q_i is close to one-hot on training data, KL(q_i || p) is close to the
+    sample's cross-entropy, so the bounds are held-out cross-entropies matched by rank: the
+    forget sample the original model finds hardest gets the highest held-out loss, and the
+    forget set's loss distribution becomes the held-out one. Samples of a class the retain set
+    no longer has are matched to held-out wrong-label losses instead (a never-seen class).
+    Without held-out data, ``kl_bound_fallback`` applies to all.
+    """
     if config.kl_bound != "auto":
         return torch.full(forget_labels.shape, float(config.kl_bound), device=ctx.device)
     if ctx.holdout is None:
-        seen, unseen = config.kl_bound_fallback, config.kl_bound_fallback
-    else:
-        seen, unseen = heldout_losses(model, ctx.holdout, ctx.device)
-    removed = ~torch.isin(forget_labels, dataset_labels(retain_loader).unique())
-    ctx.info.update(kl_bound_seen_class=seen, kl_bound_removed_class=unseen, removed_class_samples=int(removed.sum()))
-    return torch.where(removed, unseen, seen).to(ctx.device)
+        return torch.full(forget_labels.shape, config.kl_bound_fallback, device=ctx.device)
+    heldout_true, heldout_wrong = sample_losses(model, ctx.holdout, ctx.device)
+    forget_nll, _ = sample_losses(model, (forget_images, forget_labels), ctx.device)
+    removed = ~torch.isin(forget_labels, dataset_labels(retain_loader).to(forget_labels.device).unique())
+    bounds = torch.where(removed, matched_quantiles(heldout_wrong, forget_nll),
+                         matched_quantiles(heldout_true, forget_nll))
+    ctx.info.update(kl_bound_seen_class_mean=float(heldout_true.mean()),
+                    kl_bound_removed_class_mean=float(heldout_wrong.mean()), removed_class_samples=int(removed.sum()))
+    return bounds
 
 
 def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator):
@@ -78,7 +96,7 @@ def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator)
 def forgetting_stage(model, forget_images, forget_labels, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
     """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain)."""
     pseudo_labels = aggregated_pseudo_labels(model, forget_images, config, ctx.generator(1))
-    bounds = kl_bounds(model, forget_labels, retain_loader, config, ctx)
+    bounds = kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx)
     optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend)
     augment_generator = ctx.generator(2)
     steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
