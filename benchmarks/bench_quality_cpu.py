@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--forget", default="random:0.1")
     parser.add_argument("--methods", default="ft,ga,rl,salun,l1_sparse,wsscl")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE")
+    parser.add_argument("--variant", action="append", default=[], metavar="METHOD:FIELD=VALUE[,FIELD=VALUE]",
+                        help="an extra row: METHOD with these fields changed (an ablation)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default="quality_cpu")
     args = parser.parse_args(argv)
@@ -67,10 +69,18 @@ def main(argv=None) -> int:
     bundle = load_cifar10_bundle(args.data_root, args.train_size, args.test_size, seed=0)
     recipe = recipe_for(bundle, arch="small_cnn", epochs=args.epochs)
     recipe.width = args.width
-    # no augmentation, small batches: the original memorises its training set (train accuracy >= 95%)
-    recipe.train = recipe.train.replace(aug_pad=0, aug_flip=False, batch_size=64, lr=0.05)
-    configs = apply_overrides({**recipe.method_configs, "retrain": recipe.train}, args.set)
+    # no augmentation, small batches: the original memorises its training set (train accuracy >= 95%);
+    # the unlearning methods train on the same un-augmented batches (WSS-CL's views stay augmented)
+    no_augmentation = dict(aug_pad=0, aug_flip=False)
+    recipe.train = recipe.train.replace(batch_size=64, lr=0.05, **no_augmentation)
+    configs = {name: config.replace(**no_augmentation) for name, config in recipe.method_configs.items()}
+    configs = apply_overrides({**configs, "retrain": recipe.train}, args.set)
     methods = [m for m in args.methods.split(",") if m]
+    runs = [(name, name, configs[name]) for name in methods]  # (row label, method, config)
+    for variant in args.variant:
+        method, _, changes = variant.partition(":")
+        label = f"{method} [{changes}]"
+        runs.append((label, method, apply_overrides(configs, changes.split(","), default_method=method)[method]))
     tag = f"n{args.train_size}-w{args.width}-e{args.epochs}"
     rows, originals = [], []
     for seed in args.seeds:
@@ -89,12 +99,12 @@ def main(argv=None) -> int:
         reference = evaluate(retrain_model)
         rows.append(dict(method="retrain", seed=seed, **reference, RTE=retrain_seconds, gap=0.0))
         rows.append(dict(method="original", seed=seed, **(m := evaluate(original)), RTE=0.0, gap=avg_gap(m, reference)))
-        for name in methods:
-            result = unlearn(original, scenario.forget, scenario.retain, name, configs[name], test=scenario.test,
+        for label, name, config in runs:
+            result = unlearn(original, scenario.forget, scenario.retain, name, config, test=scenario.test,
                              forgotten_test=scenario.forgotten_test, seed=seed, progress=True)
-            rows.append(dict(method=name, seed=seed, **result.metrics, RTE=result.rte,
+            rows.append(dict(method=label, seed=seed, **result.metrics, RTE=result.rte,
                              gap=avg_gap(result.metrics, reference), timings=result.timings, info=result.info))
-            print(f"  {name:10s} gap {rows[-1]['gap']:.2f}  " + "  ".join(f"{k} {result.metrics[k]:.1f}"
+            print(f"  {label:10s} gap {rows[-1]['gap']:.2f}  " + "  ".join(f"{k} {result.metrics[k]:.1f}"
                                                                          for k in ("UA", "RA", "TA", "MIA")))
     summary = {s["method"]: s for s in summarize(rows)}
     verdict = None
@@ -105,7 +115,7 @@ def main(argv=None) -> int:
              f"seeds {args.seeds}")
     table = write_report(rows, args.out, args.name, title, extra=dict(
         environment=environment(), originals=originals, verdict=verdict, args=vars(args),
-        configs={name: configs[name].to_dict() for name in ("retrain", *methods)}))
+        configs={label: config.to_dict() for label, _, config in [("retrain", "retrain", configs["retrain"]), *runs]}))
     print(table)
     if verdict:
         print(f"WSS-CL gap {verdict['wsscl_gap']:.2f} vs SalUn {verdict['salun_gap']:.2f}: "

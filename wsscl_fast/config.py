@@ -91,9 +91,13 @@ class WSSCLConfig(_Common):
     InfoNCE(z(aug_a x_f), z(aug_b x_f), z(x_r); ``temperature``) on L2-normalised backbone
     features, for ``finetune_epochs`` passes over the retain set.
 
-    Both stages use saliency-weighted SGD (MaskedSGD) with a constant learning rate.
+    Both stages use saliency-weighted SGD (MaskedSGD) with a constant learning rate. The
+    retain and forget batches get the training augmentation (``aug_*``, which should match the
+    original model's recipe); the views of stages 1 and 2 get ``view_pad``/``view_flip``.
     """
 
+    view_pad: int = 4  #: random-crop padding of the pseudo-label and contrastive views
+    view_flip: bool = True  #: random flips in those views (off for digits)
     saliency_ratio: float = 0.5
     saliency_mode: str = "soft"
     saliency_sharpness: float = 1.0
@@ -105,9 +109,9 @@ class WSSCLConfig(_Common):
     forget_epochs: int = 5
     forget_lr: float = 0.01
     forget_batch_size: int = 128
-    contrastive_weight: float = 0.3
+    contrastive_weight: float = 1.0
     temperature: float = 0.5
-    finetune_epochs: int = 5
+    finetune_epochs: int = 10
     finetune_lr: float = 0.01
 
     def __post_init__(self):

@@ -35,9 +35,10 @@ class _InfoNCECpp(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError("infonce_loss on the cpp backend is not twice differentiable "
                                "(create_graph=True); use backend='torch' for double backward")
-        scale = grad_output.float() if grad_output.dtype in _HALF_DTYPES else grad_output
-        grads = [(g * scale).to(ctx.input_dtype) for g in ctx.saved_tensors]
-        return (*grads, None, None)
+        grads = ctx.saved_tensors
+        if grad_output.item() != 1.0:  # a CPU scalar: no device sync; 1 is the usual case
+            grads = [g * grad_output.to(g.dtype) for g in grads]
+        return (*(g.to(ctx.input_dtype) for g in grads), None, None)
 
 
 def infonce_loss_cpp(anchors, positives, negatives, temperature: float, normalize: bool) -> torch.Tensor:

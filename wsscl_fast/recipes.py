@@ -34,7 +34,8 @@ def recipe_for(bundle: DataBundle, arch: str | None = None, epochs: int | None =
     batch_size = 64 if small else 256 if arch == "resnet18" else 128
     data_settings = dict(batch_size=batch_size, aug_pad=bundle.aug_pad, aug_flip=bundle.aug_flip)
     train = TrainConfig(epochs=epochs or (20 if small else 30), **data_settings)
-    configs = {"retrain": train, "wsscl": WSSCLConfig(forget_batch_size=batch_size, **data_settings)}
+    views = dict(view_pad=bundle.aug_pad, view_flip=bundle.aug_flip)
+    configs = {"retrain": train, "wsscl": WSSCLConfig(forget_batch_size=batch_size, **data_settings, **views)}
     for name in METHODS:
         if name not in configs:
             configs[name] = BaselineConfig(**data_settings)

@@ -26,7 +26,7 @@ def aggregated_pseudo_labels(model, images: torch.Tensor, config: WSSCLConfig, g
     model.eval()
     labels = []
     for chunk in images.split(batch_size):
-        views = [augment_batch(chunk, config.aug_pad, config.aug_flip, generator) for _ in range(config.num_views)]
+        views = [augment_batch(chunk, config.view_pad, config.view_flip, generator) for _ in range(config.num_views)]
         probs = torch.softmax(model(torch.cat(views)).float() / config.pseudo_label_temperature, dim=1)
         labels.append(probs.view(config.num_views, chunk.shape[0], -1).mean(dim=0))
     return torch.cat(labels)
@@ -122,8 +122,8 @@ def contrastive_stage(model, forget_images, retain_loader, saliency, config: WSS
         retain_batch, index = pair
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
         x_f = forget_images[index]
-        view_a = augment_batch(x_f, config.aug_pad, config.aug_flip, augment_generator)
-        view_b = augment_batch(x_f, config.aug_pad, config.aug_flip, augment_generator)
+        view_a = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
+        view_b = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
         features = model.features(torch.cat([x_r, view_a, view_b]))
         z_r, z_a, z_b = features.split([x_r.shape[0], x_f.shape[0], x_f.shape[0]])
         contrastive = infonce_loss(z_a, z_b, z_r, config.temperature, normalize=True, backend=ctx.backend,
