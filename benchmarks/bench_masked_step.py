@@ -99,11 +99,13 @@ def cpu(numel: int) -> dict:
     theirs = torch.optim.AdamW(reference, lr=1e-3, foreach=True)
     ours.step()
     torch_masked_step(theirs, reference, masks)()
-    same = all(torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(params, reference))
+    # torch + mask multiply still decays the masked weights (the bug SalUn fixed), so only the
+    # salient coordinates can agree
+    same = all(torch.allclose(a[m], b[m], rtol=1e-6, atol=1e-7) for a, b, m in zip(params, reference, masks))
     fused_s = median_time(ours.step, repeats=10)
     torch_s = median_time(torch_masked_step(theirs, reference, masks), repeats=10)
     row = dict(problem=f"flat_{numel // 1_000_000}M", numel=numel, ms={"fused_cpp_adamw": fused_s * 1e3,
-               "torch_foreach_adamw+mask": torch_s * 1e3}, speedup=torch_s / fused_s, same_numbers_after_one_step=same)
+               "torch_foreach_adamw+mask": torch_s * 1e3}, speedup=torch_s / fused_s, same_salient_numbers_after_one_step=same)
     print(row)
     return dict(results=[row])
 

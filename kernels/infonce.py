@@ -47,6 +47,19 @@ def _row_inverse_norm(x, NORMALIZE: tl.constexpr):
 
 
 @triton.jit
+def _anchor_block(A, P, rows, cols, row_ok, col_ok, stride_a, stride_p, inv_tau, NORMALIZE: tl.constexpr):
+    """Load a block of anchors and positives; return (a, a fp32, p fp32, inv_a, inv_p, l_i+)."""
+    tile_ok = row_ok[:, None] & col_ok[None, :]
+    a = tl.load(A + rows[:, None] * stride_a + cols[None, :], mask=tile_ok, other=0.0)
+    p = tl.load(P + rows[:, None] * stride_p + cols[None, :], mask=tile_ok, other=0.0)
+    a32, p32 = a.to(tl.float32), p.to(tl.float32)
+    inv_a = _row_inverse_norm(a32, NORMALIZE)
+    inv_p = _row_inverse_norm(p32, NORMALIZE)
+    pos = tl.sum(a32 * p32, axis=1) * inv_a * inv_p * inv_tau
+    return a, a32, p32, inv_a, inv_p, pos
+
+
+@triton.jit
 def _infonce_fwd_kernel(
     A, P, R, LSE, ROW_LOSS,
     N, M, D, stride_a, stride_p, stride_r, inv_tau,
@@ -57,12 +70,7 @@ def _infonce_fwd_kernel(
     cols = tl.arange(0, BLOCK_D)
     row_ok = rows < N
     col_ok = cols < D
-    a = tl.load(A + rows[:, None] * stride_a + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
-    p = tl.load(P + rows[:, None] * stride_p + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
-    a32, p32 = a.to(tl.float32), p.to(tl.float32)
-    inv_a = _row_inverse_norm(a32, NORMALIZE)
-    inv_p = _row_inverse_norm(p32, NORMALIZE)
-    pos = tl.sum(a32 * p32, axis=1) * inv_a * inv_p * inv_tau
+    a, _, _, inv_a, _, pos = _anchor_block(A, P, rows, cols, row_ok, col_ok, stride_a, stride_p, inv_tau, NORMALIZE)
     row_max = pos
     row_sum = tl.full((BLOCK_N,), 1.0, tl.float32)  # exp(pos - row_max)
     for start in range(0, M, BLOCK_M):
@@ -96,12 +104,8 @@ def _infonce_bwd_kernel(
         rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
         tile_ok = row_ok[:, None] & col_ok[None, :]
-        a = tl.load(A + rows[:, None] * stride_a + cols[None, :], mask=tile_ok, other=0.0)
-        p = tl.load(P + rows[:, None] * stride_p + cols[None, :], mask=tile_ok, other=0.0)
-        a32, p32 = a.to(tl.float32), p.to(tl.float32)
-        inv_a = _row_inverse_norm(a32, NORMALIZE)
-        inv_p = _row_inverse_norm(p32, NORMALIZE)
-        pos = tl.sum(a32 * p32, axis=1) * inv_a * inv_p * inv_tau
+        a, a32, p32, inv_a, inv_p, pos = _anchor_block(A, P, rows, cols, row_ok, col_ok, stride_a, stride_p, inv_tau,
+                                                       NORMALIZE)
         lse = tl.load(LSE + rows, mask=row_ok, other=0.0)
         weighted_negatives = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)  # sum_j g_ij inv_r_j r_j
         projection = tl.zeros((BLOCK_N,), tl.float32)  # sum_j g_ij l_ij

@@ -67,10 +67,10 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
                         holdout=holdout if holdout is not None else test,
                         train_config=train_config or TrainConfig())
     torch.manual_seed(seed)
-    ctx._sync()
+    ctx.sync()
     start = time.perf_counter()
     spec.run(target, forget_loader, retain_loader, config, ctx)
-    ctx._sync()
+    ctx.sync()
     rte = time.perf_counter() - start
     target.eval()
     metrics = None

@@ -89,7 +89,9 @@ class WSSCLConfig(_Common):
 
     Stage 2 (contrastive fine-tuning): CE(retain) + ``contrastive_weight`` *
     InfoNCE(z(aug_a x_f), z(aug_b x_f), z(x_r); ``temperature``) on L2-normalised backbone
-    features, for ``finetune_epochs`` passes over the retain set.
+    features, for ``finetune_epochs`` passes over the retain set; with
+    ``finetune_forget_weight`` > 0 stage 1's bounded KL term on the forget views stays in the
+    loss (our reading of "adversarial fine-tuning": forgetting pressure while utility recovers).
 
     Both stages use saliency-weighted SGD (MaskedSGD) with a constant learning rate. The
     retain and forget batches get the training augmentation (``aug_*``, which should match the
@@ -113,6 +115,7 @@ class WSSCLConfig(_Common):
     temperature: float = 0.5
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
+    finetune_forget_weight: float = 0.0  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
 
     def __post_init__(self):
         super().__post_init__()

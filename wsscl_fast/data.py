@@ -325,16 +325,16 @@ def augment_batch(x: torch.Tensor, pad: int, flip: bool, generator: torch.Genera
     happens after normalisation, so the border is the dataset mean, not black.
     """
     b, _, h, w = x.shape
+    rand_device = generator.device if generator is not None else x.device
     if pad > 0:
         padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=generator.device if generator else "cpu").to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=generator.device if generator else "cpu").to(x.device)
+        dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=rand_device).to(x.device)
         rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
         cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
         batch = torch.arange(b, device=x.device)[:, None, None]
         x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
     if flip:
-        flips = torch.rand(b, generator=generator, device=generator.device if generator else "cpu").to(x.device) < 0.5
+        flips = (torch.rand(b, generator=generator, device=rand_device) < 0.5).to(x.device)
         x = torch.where(flips[:, None, None, None], x.flip(3), x)
     return x.contiguous()
 

@@ -2,7 +2,7 @@
 import torch.nn.functional as F
 
 from ..config import BaselineConfig
-from ..training import epoch_batches, run_steps
+from ..training import run_steps
 from .common import augmented, make_sgd
 from .registry import register
 
@@ -11,14 +11,14 @@ from .registry import register
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.lr)
-        generator, total = ctx.generator(), config.epochs * len(retain_loader)
-        step = {"count": 0}
+        generator = ctx.generator()
+        batches = ((epoch, batch) for epoch in range(config.epochs) for batch in retain_loader)
 
-        def loss_fn(batch):
-            alpha = config.l1_alpha * (1 - step["count"] // len(retain_loader) / config.epochs)
-            step["count"] += 1
+        def loss_fn(epoch_and_batch):
+            epoch, batch = epoch_and_batch
+            alpha = config.l1_alpha * (1 - epoch / config.epochs)  # SalUn's linear decay per epoch
             x, y = augmented(batch, config, ctx, generator)
             return F.cross_entropy(model(x), y) + alpha * sum(p.abs().sum() for p in model.parameters())
 
-        run_steps(model, optimizer, epoch_batches(retain_loader, config.epochs), loss_fn, total=total,
+        run_steps(model, optimizer, batches, loss_fn, total=config.epochs * len(retain_loader),
                   desc="l1_sparse", progress=ctx.progress)

@@ -28,15 +28,16 @@ class MethodContext:
     @contextmanager
     def stage(self, name: str):
         """Time a stage of the method (synchronising the device at both ends)."""
-        self._sync()
+        self.sync()
         start = time.perf_counter()
         try:
             yield
         finally:
-            self._sync()
+            self.sync()
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
-    def _sync(self):
+    def sync(self):
+        """Wait for the device, so that wall-clock timings are honest."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 

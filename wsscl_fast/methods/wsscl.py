@@ -93,10 +93,9 @@ def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator)
         yield from order.split(batch_size)
 
 
-def forgetting_stage(model, forget_images, forget_labels, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+def forgetting_stage(model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
     """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain)."""
-    pseudo_labels = aggregated_pseudo_labels(model, forget_images, config, ctx.generator(1))
-    bounds = kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx)
+    pseudo_labels, bounds = targets
     optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend)
     augment_generator = ctx.generator(2)
     steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
@@ -112,8 +111,10 @@ def forgetting_stage(model, forget_images, forget_labels, retain_loader, salienc
               desc="wsscl forget", progress=ctx.progress)
 
 
-def contrastive_stage(model, forget_images, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
-    """Stage 2: CE(retain) + lambda * InfoNCE(z(a x_f), z(b x_f); negatives z(x_r)), one forward."""
+def contrastive_stage(model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+    """Stage 2: CE(retain) + lambda * InfoNCE(z(a x_f), z(b x_f); negatives z(x_r)), one forward,
+    plus ``finetune_forget_weight`` times stage 1's bounded KL term on view a (the adversarial part)."""
+    pseudo_labels, bounds = targets
     optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend)
     augment_generator = ctx.generator(4)
     batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(5)))
@@ -128,7 +129,11 @@ def contrastive_stage(model, forget_images, retain_loader, saliency, config: WSS
         z_r, z_a, z_b = features.split([x_r.shape[0], x_f.shape[0], x_f.shape[0]])
         contrastive = infonce_loss(z_a, z_b, z_r, config.temperature, normalize=True, backend=ctx.backend,
                                    check_inputs=False)
-        return F.cross_entropy(model.head(z_r), y_r) + config.contrastive_weight * contrastive
+        loss = F.cross_entropy(model.head(z_r), y_r) + config.contrastive_weight * contrastive
+        if config.finetune_forget_weight:
+            loss = loss + config.finetune_forget_weight * forgetting_loss_ref(
+                model.head(z_a), pseudo_labels[index], bounds[index])
+        return loss
 
     run_steps(model, optimizer, batches, loss_fn, total=config.finetune_epochs * len(retain_loader),
               desc="wsscl contrastive", progress=ctx.progress)
@@ -142,9 +147,11 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
         saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
                                     config.saliency_sharpness, device=ctx.device, backend=ctx.backend)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader))
-    if config.forget_epochs:
-        with ctx.stage("forget"):
-            forgetting_stage(model, forget_images, forget_labels, retain_loader, saliency, config, ctx)
+    with ctx.stage("forget"):
+        targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator(1)),
+                   kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
+        if config.forget_epochs:
+            forgetting_stage(model, forget_images, targets, retain_loader, saliency, config, ctx)
     if config.finetune_epochs:
         with ctx.stage("contrastive"):
-            contrastive_stage(model, forget_images, retain_loader, saliency, config, ctx)
+            contrastive_stage(model, forget_images, targets, retain_loader, saliency, config, ctx)
