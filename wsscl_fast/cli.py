@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "wsscl_out/compare")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in about a minute")
+    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in under two minutes")
     _common(p, "wsscl_demo_out")
     p.set_defaults(func=cmd_demo)
     return parser
