@@ -89,6 +89,14 @@ def _infonce_fwd_kernel(
 
 
 @triton.jit
+def _logit_gradients(a, r, inv_a, inv_r, lse, row_ok, neg_ok, scale, inv_tau, PRECISION: tl.constexpr):
+    """Recompute a (rows, negatives) tile of logits l and their gradients g = c exp(l - lse)."""
+    logits = tl.dot(a, tl.trans(r), input_precision=PRECISION) * (inv_a * inv_tau)[:, None] * inv_r[None, :]
+    grad_logits = tl.where(row_ok[:, None] & neg_ok[None, :], tl.exp(logits - lse[:, None]) * scale, 0.0)
+    return logits, grad_logits
+
+
+@triton.jit
 def _infonce_bwd_kernel(
     A, P, R, LSE, GRAD_OUT, DA, DP, DR,
     N, M, D, stride_a, stride_p, stride_r, inv_tau, num_anchor_blocks,
@@ -114,8 +122,7 @@ def _infonce_bwd_kernel(
             neg_ok = negs < M
             r = tl.load(R + negs[:, None] * stride_r + cols[None, :], mask=neg_ok[:, None] & col_ok[None, :], other=0.0)
             inv_r = _row_inverse_norm(r.to(tl.float32), NORMALIZE)
-            logits = tl.dot(a, tl.trans(r), input_precision=PRECISION) * (inv_a * inv_tau)[:, None] * inv_r[None, :]
-            grad_logits = tl.where(row_ok[:, None] & neg_ok[None, :], tl.exp(logits - lse[:, None]) * scale, 0.0)
+            logits, grad_logits = _logit_gradients(a, r, inv_a, inv_r, lse, row_ok, neg_ok, scale, inv_tau, PRECISION)
             weighted_negatives += tl.dot((grad_logits * inv_r[None, :]).to(r.dtype), r, input_precision=PRECISION)
             projection += tl.sum(grad_logits * logits, axis=1)
         grad_pos = scale * (tl.exp(pos - lse) - 1.0)
@@ -142,8 +149,7 @@ def _infonce_bwd_kernel(
             a = tl.load(A + rows[:, None] * stride_a + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
             inv_a = _row_inverse_norm(a.to(tl.float32), NORMALIZE)
             lse = tl.load(LSE + rows, mask=row_ok, other=0.0)
-            logits = tl.dot(a, tl.trans(r), input_precision=PRECISION) * (inv_a * inv_tau)[:, None] * inv_r[None, :]
-            grad_logits = tl.where(row_ok[:, None] & neg_ok[None, :], tl.exp(logits - lse[:, None]) * scale, 0.0)
+            logits, grad_logits = _logit_gradients(a, r, inv_a, inv_r, lse, row_ok, neg_ok, scale, inv_tau, PRECISION)
             weighted_anchors += tl.dot(tl.trans((grad_logits * inv_a[:, None]).to(a.dtype)), a, input_precision=PRECISION)
             projection += tl.sum(grad_logits * logits, axis=0)
         grad_r = (inv_r * inv_tau)[:, None] * weighted_anchors
