@@ -72,9 +72,11 @@ def _masked_sgd_kernel(
 
 @triton.jit
 def _masked_adamw_kernel(
-    TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, STEP_SIZE, BC2_SQRT, lr, beta1, beta2, eps, weight_decay,
-    SALIENCY: tl.constexpr, BLOCK: tl.constexpr,
+    TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, STEP_SIZE, BC2_SQRT, decay, one_minus_beta1, beta2, one_minus_beta2,
+    eps, SALIENCY: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    # decay = lr * weight_decay and 1 - beta come from the host in double precision, as in
+    # torch.optim: in fp32, 1 - 0.9999 is off by 1.7e-4 relative
     # table row: param, grad, saliency, exp_avg, exp_avg_sq
     tensor, offsets, in_range, row = _chunk(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, BLOCK, 5)
     param = tl.load(row + 0).to(tl.pointer_type(tl.float32))
@@ -84,10 +86,10 @@ def _masked_adamw_kernel(
     v_ptr = tl.load(row + 4).to(tl.pointer_type(tl.float32))
     active = in_range & (w > 0)
     g = tl.load(grad + offsets, mask=active, other=0.0)
-    p = tl.load(param + offsets, mask=active, other=0.0) * (1.0 - lr * weight_decay * w)
+    p = tl.load(param + offsets, mask=active, other=0.0) * (1.0 - decay * w)
     m = tl.load(m_ptr + offsets, mask=active, other=0.0)
-    m = m + (1.0 - beta1) * (g - m)
-    v = beta2 * tl.load(v_ptr + offsets, mask=active, other=0.0) + (1.0 - beta2) * g * g
+    m = m + one_minus_beta1 * (g - m)
+    v = beta2 * tl.load(v_ptr + offsets, mask=active, other=0.0) + one_minus_beta2 * g * g
     denom = tl.sqrt(v) / tl.load(BC2_SQRT + tensor) + eps
     tl.store(m_ptr + offsets, m, mask=active)
     tl.store(v_ptr + offsets, v, mask=active)
@@ -162,7 +164,7 @@ def masked_adamw_triton(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps,
     device = work[0].device
     step_size = torch.tensor([lr / (1 - beta1**k) for k in steps], dtype=torch.float32).to(device, non_blocking=True)
     bc2_sqrt = torch.tensor([(1 - beta2**k) ** 0.5 for k in steps], dtype=torch.float32).to(device, non_blocking=True)
-    _masked_adamw_kernel[(chunks,)](table, chunk_tensor, chunk_start, numel, step_size, bc2_sqrt, lr, beta1, beta2,
-                                    eps, weight_decay, SALIENCY=kind, BLOCK=block)
+    _masked_adamw_kernel[(chunks,)](table, chunk_tensor, chunk_start, numel, step_size, bc2_sqrt, lr * weight_decay,
+                                    1 - beta1, beta2, 1 - beta2, eps, SALIENCY=kind, BLOCK=block)
     for original, new in copied:
         original.copy_(new)

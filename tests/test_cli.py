@@ -40,6 +40,32 @@ def test_unlearn_and_evaluate(checkpoint, tmp_path, capsys):
     assert summary["config"]["finetune_epochs"] == 1 and summary["metrics"]["UA"] >= 0
     assert main(["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--forget", "class:1"]) == 0
     assert "UA=" in capsys.readouterr().out
+    record = json.loads((out / "record.json").read_text())
+    assert record["method"] == "wsscl" and record["forget_set"]["scenario"] == "class:1"
+    assert record["original_weights_sha256"] != record["unlearned_weights_sha256"]
+
+
+def test_record_identifies_the_unlearned_model(checkpoint, tmp_path, capsys):
+    out = tmp_path / "unlearned"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "random:0.1", "--method", "ft",
+                 "--set", "epochs=1", "--retrain", str(checkpoint), "--out", str(out), "--quiet"]) == 0
+    record_path, model_path = out / "record.json", out / "unlearned.pt"
+    record = json.loads(record_path.read_text())
+    forget_ids = record["forget_set"]
+    assert forget_ids["count"] > 0 and len(forget_ids["ids_sha256"]) == 64 and "ids" not in forget_ids
+    assert record["retrain"]["avg_gap"] >= 0 and record["software"]["torch"] == torch.__version__
+    capsys.readouterr()
+    assert main(["verify", str(record_path), str(model_path)]) == 0
+    assert "is the model described" in capsys.readouterr().out
+    assert main(["verify", str(record_path), str(checkpoint)]) == 1
+    assert "ORIGINAL" in capsys.readouterr().out
+    blob = torch.load(model_path, weights_only=True)
+    first = next(iter(blob["state_dict"]))
+    blob["state_dict"][first].view(-1)[0] += 1e-6
+    torch.save(blob, tmp_path / "tampered.pt")
+    assert main(["verify", str(record_path), str(tmp_path / "tampered.pt")]) == 1
+    assert "does not match" in capsys.readouterr().out
+    assert main(["verify", str(model_path), str(model_path)]) == 2  # a model is not a record
 
 
 def test_compare_writes_a_report(checkpoint, tmp_path, capsys):
@@ -76,3 +102,24 @@ def test_mismatched_checkpoint_is_refused(checkpoint, tmp_path, capsys):
     torch.save(blob, tmp_path / "bad.pt")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "bad.pt")]) == 2
     assert "does not match a small_cnn for digits" in capsys.readouterr().err
+
+
+def test_hostile_forget_lists_and_unwritable_output(checkpoint, tmp_path, capsys):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("3\n7\n3\n")
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--out", str(tmp_path)]) == 2
+    assert "duplicates: [3]" in capsys.readouterr().err
+    ids.write_text("3\n100000\n")
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--out", str(tmp_path)]) == 2
+    assert "out of range" in capsys.readouterr().err
+    ids.write_text("3\nseven\n")
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--out", str(tmp_path)]) == 2
+    assert "line 2: expected one integer sample id, got 'seven'" in capsys.readouterr().err
+    # /sys refuses new entries even to root; the check runs before any work is done
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--out", "/sys/wsscl_fast_out", "--quiet"]) == 2
+    assert "output directory /sys/wsscl_fast_out is not writable" in capsys.readouterr().err
+
+
+def test_resume_without_a_state_is_refused(checkpoint, tmp_path, capsys):
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--resume", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

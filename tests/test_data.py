@@ -97,6 +97,51 @@ def test_corrupt_zip_and_missing_root(tmp_path):
         load_cifar10_bundle(tmp_path / "nowhere")
 
 
+def _png(size=(32, 32)):
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((*size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"cat/0.png": _png(), "cat/1.png": b"\x89PNG broken"}, r"image cat/1.png cannot be decoded"),
+    ({"cat/0.png": _png(), "dog/0.png": _png()[:60]}, r"image dog/0.png cannot be decoded"),
+    ({"cat/0.png": _png(), "dog/0.png": _png((16, 16))}, r"image dog/0.png is 16x16, the others 32x32"),
+    ({"cat/0.png": _png(), "dog/": b""}, r"class folder\(s\) \['dog'\] hold no images"),
+    ({"README.txt": b"hello"}, "no .jpg/.jpeg/.png images"),
+])
+def test_hostile_zips_are_refused_by_name(tmp_path, monkeypatch, entries, message):
+    monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
+    for split in ("train", "test"):
+        with zipfile.ZipFile(tmp_path / f"{split}.zip", "w") as zf:
+            for name, data in entries.items():
+                zf.writestr(name, data)
+    with pytest.raises(ValueError, match=message):
+        load_cifar10_bundle(tmp_path)
+
+
+def test_truncated_zip_empty_class_folder_and_damaged_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
+    _write_tiny_imagefolder_zip(tmp_path / "whole.zip")
+    data = (tmp_path / "whole.zip").read_bytes()
+    (tmp_path / "train.zip").write_bytes(data[: len(data) // 2])
+    (tmp_path / "test.zip").write_bytes(data)
+    with pytest.raises(ValueError, match="train.zip is not a readable zip archive"):
+        load_cifar10_bundle(tmp_path)
+    folder = tmp_path / "folder"
+    for split in ("train", "test"):
+        (folder / split / "cat").mkdir(parents=True)
+        (folder / split / "cat" / "0.png").write_bytes(_png())
+        (folder / split / "dog").mkdir()
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['dog'\] hold no images"):
+        load_cifar10_bundle(folder)
+    (tmp_path / "train.zip").write_bytes(data)
+    first = load_cifar10_bundle(tmp_path)
+    for cached in (tmp_path / "cache").glob("*.pt"):
+        cached.write_bytes(b"damaged")
+    assert torch.equal(load_cifar10_bundle(tmp_path).train.images, first.train.images)
+
+
 def test_real_cifar10_subset(cifar10_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
     bundle = load_cifar10_bundle(cifar10_root, train_size=500, test_size=200, seed=0)

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from . import distributed
 from .config import TrainConfig
 from .data import as_loader
 from .methods import MethodContext, get_method
@@ -29,6 +31,8 @@ class UnlearnResult:
 
 def _loader(name: str, data, batch_size: int, seed: int):
     try:
+        if distributed.active() and not isinstance(data, DataLoader):
+            return distributed.sharded_loader(as_loader(data, 1, False).dataset, batch_size, True, seed)
         return as_loader(data, batch_size, shuffle=True, seed=seed)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
@@ -36,7 +40,8 @@ def _loader(name: str, data, batch_size: int, seed: int):
 
 def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, test=None,
             forgotten_test=None, holdout=None, train_config: TrainConfig | None = None, device=None,
-            seed: int = 0, inplace: bool = False, progress: bool = True, backend: str | None = None) -> UnlearnResult:
+            seed: int = 0, inplace: bool = False, progress: bool = True, backend: str | None = None,
+            run_state=None) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model``, keeping ``retain``.
 
     ``forget`` and ``retain`` are Datasets or DataLoaders of (image, label) with the eval
@@ -45,7 +50,14 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     for ft/ga/rl/salun/l1_sparse, ``TrainConfig`` for retrain); None takes the defaults.
     With ``test`` the result carries UA/RA/TA/MIA; ``holdout`` (default: ``test``) is the
     unseen data that WSS-CL's ``kl_bound="auto"`` calibrates on. The caller's model is
-    copied unless ``inplace=True``.
+    copied unless ``inplace=True``. ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`)
+    checkpoints at epoch boundaries and resumes a run that was stopped.
+
+    Under ``torchrun`` (a process group initialised, e.g. by ``distributed.init_from_env``),
+    Datasets are sharded over the ranks (each global batch split between them), the model is
+    wrapped in DistributedDataParallel, the saliency gradients are averaged before
+    thresholding and the metrics are computed on shards and gathered: every rank returns the
+    same model and metrics.
 
     >>> from wsscl_fast import unlearn, WSSCLConfig          # doctest: +SKIP
     >>> result = unlearn(model, forget_set, retain_set, config=WSSCLConfig(), test=test_set)
@@ -63,9 +75,12 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
 
     target = model if inplace else copy.deepcopy(model)
     target.to(device)
-    ctx = MethodContext(device=device, seed=seed, progress=progress, backend=backend,
+    ctx = MethodContext(device=device, seed=seed, progress=progress and distributed.is_main(), backend=backend,
                         holdout=holdout if holdout is not None else test,
-                        train_config=train_config or TrainConfig())
+                        train_config=train_config or TrainConfig(), run_state=run_state)
+    if run_state is not None:
+        for loader in (forget_loader, retain_loader):
+            run_state.track(loader.sampler if hasattr(loader.sampler, "get_state") else loader.generator)
     torch.manual_seed(seed)
     ctx.sync()
     start = time.perf_counter()

@@ -29,6 +29,18 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     return path
 
 
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check that files can be written there, before any long work."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"output directory {path} is not writable ({exc.strerror or exc})") from None
+    return path
+
+
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically."""
     import io

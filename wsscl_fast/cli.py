@@ -11,11 +11,14 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .api import compare, unlearn
-from .checkpoint import atomic_save, atomic_write_bytes, load_checkpoint
+from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
 from .data import load_bundle, make_scenario
 from .metrics import evaluate_unlearning, predict_split
 from .recipes import ALL_METHODS, apply_overrides, recipe_for
+from .record import build_record, verify_record, weights_digest, write_record
+from .runstate import RunInterrupted, RunState
 from .report import write_report
 from .training import train_model
 
@@ -64,44 +67,85 @@ def _save_model(model, meta: dict, path: Path) -> None:
     atomic_save({**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
 
 
+def _resume_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/run_state.pt, the epoch-boundary checkpoint of a stopped run with "
+                             "the same arguments; the result is bit-identical to an uninterrupted run")
+
+
 def _print_metrics(metrics: dict) -> None:
     print("  ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
 
 
 # ----------------------------------------------------------------------------- commands
+def _run_state(args, out: Path, **fingerprint) -> RunState:
+    """Checkpoints of this command under ``out`` (resumed with --resume)."""
+    fingerprint = dict(command=args.command, seed=args.seed, device=str(args.device), **fingerprint)
+    return RunState(out / "run_state.pt", json.loads(json.dumps(fingerprint)), resume=args.resume)
+
+
 def cmd_train(args) -> int:
+    ensure_writable_dir(args.out)
     bundle = _bundle(args)
     recipe = recipe_for(bundle, args.arch, args.epochs)
     torch.manual_seed(args.seed)
     model = recipe.build_model(bundle)
-    train_model(model, bundle.train, recipe.train, torch.device(args.device), seed=args.seed, progress=not args.quiet)
+    run_state = _run_state(args, Path(args.out), arch=recipe.arch, data=bundle.name, train_size=args.train_size,
+                           test_size=args.test_size, config=recipe.train.to_dict())
+    with run_state.stop_on_signals():
+        train_model(model, bundle.train, recipe.train, torch.device(args.device), seed=args.seed,
+                    progress=not args.quiet, run_state=run_state)
     train_acc, test_acc = predict_split(model, bundle.train).accuracy, predict_split(model, bundle.test).accuracy
     meta = dict(arch=recipe.arch, data=bundle.name, data_root=args.data_root, train_size=args.train_size,
                 test_size=args.test_size, data_seed=args.seed, train_accuracy=train_acc, test_accuracy=test_acc,
                 train_config=recipe.train.to_dict())
     path = Path(args.out) / "model.pt"
+    if not distributed.is_main():
+        return 0
     _save_model(model, meta, path)
+    run_state.finish()
     print(f"trained {recipe.arch} on {bundle.name}: train acc {train_acc:.2f}%, test acc {test_acc:.2f}% -> {path}")
     return 0
 
 
 def cmd_unlearn(args) -> int:
-    out = Path(args.out)
+    out = ensure_writable_dir(args.out)
     model, blob = _load_model(args.checkpoint, bundle := _bundle(args, load_checkpoint(args.checkpoint)))
     scenario = make_scenario(bundle, args.forget, seed=args.seed)
     configs = apply_overrides(recipe_for(bundle, blob["arch"]).method_configs, args.set, args.method)
-    result = unlearn(model, scenario.forget, scenario.retain, args.method, configs[args.method], test=scenario.test,
-                     forgotten_test=scenario.forgotten_test, device=args.device, seed=args.seed, progress=not args.quiet)
     target = out / "unlearned.pt"
     if target.resolve() == Path(args.checkpoint).resolve():
         raise ValueError(f"refusing to overwrite the input checkpoint {args.checkpoint}; choose another --out")
+    run_state = _run_state(args, out, method=args.method, forget=args.forget, backend=args.backend,
+                           config=configs[args.method].to_dict(), original=weights_digest(blob["state_dict"]))
+    with run_state.stop_on_signals():
+        result = unlearn(model, scenario.forget, scenario.retain, args.method, configs[args.method],
+                         test=scenario.test, forgotten_test=scenario.forgotten_test, device=args.device, seed=args.seed,
+                         progress=not args.quiet, backend=args.backend, run_state=run_state)
+    if not distributed.is_main():  # every rank holds the same result; rank 0 writes it
+        return 0
     _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"} | {"unlearned_by": args.method}, target)
     summary = dict(method=args.method, forget=args.forget, seed=args.seed, rte=result.rte, timings=result.timings,
                    metrics=result.metrics, config=result.config.to_dict(), info=result.info)
     atomic_write_bytes(json.dumps(summary, indent=2).encode(), out / "unlearn.json")
-    print(f"{args.method} on {scenario.name}: RTE {result.rte:.2f}s -> {target}")
+    retrain_metrics = None
+    if args.retrain:
+        retrain_model, _ = _load_model(args.retrain, bundle)
+        retrain_metrics = evaluate_unlearning(retrain_model.to(args.device), scenario.forget, scenario.retain,
+                                              scenario.test, scenario.forgotten_test)
+    record = build_record(blob["state_dict"], result, scenario.forget_indices, seed=args.seed, device=args.device,
+                          backend=args.backend, scenario=args.forget, retrain_metrics=retrain_metrics)
+    write_record(record, out / "record.json")
+    run_state.finish()
+    print(f"{args.method} on {scenario.name}: RTE {result.rte:.2f}s -> {target} (record: {out / 'record.json'})")
     _print_metrics(result.metrics)
     return 0
+
+
+def cmd_verify(args) -> int:
+    matches, message = verify_record(args.record, args.model)
+    print(message)
+    return 0 if matches else 1
 
 
 def cmd_evaluate(args) -> int:
@@ -118,10 +162,13 @@ def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, 
     rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, device=device,
                    seed=seed, progress=progress)
     title = f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} ({len(scenario.forget)} of {len(bundle.train)} samples)"
+    if not distributed.is_main():
+        return ""
     return write_report(rows, out, name, title, extra={"forget": forget_spec, "device": str(device)})
 
 
 def cmd_compare(args) -> int:
+    ensure_writable_dir(args.out)
     meta = load_checkpoint(args.checkpoint) if args.checkpoint else None
     bundle = _bundle(args, meta)
     if args.checkpoint:
@@ -137,12 +184,14 @@ def cmd_compare(args) -> int:
     methods = [m for m in args.methods.split(",") if m]
     table = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
                            not args.quiet, Path(args.out), "compare")
-    print(table)
-    print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
+    if distributed.is_main():
+        print(table)
+        print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
     return 0
 
 
 def cmd_demo(args) -> int:
+    ensure_writable_dir(args.out)
     bundle = load_bundle("digits", seed=args.seed)
     recipe = recipe_for(bundle)
     device, out = torch.device(args.device), Path(args.out)
@@ -166,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p, required=True)
     p.add_argument("--arch", choices=("small_cnn", "resnet18"), default=None, help="default: by dataset")
     p.add_argument("--epochs", type=int, default=None, help="default: by dataset")
+    _resume_arg(p)
     _common(p, "wsscl_out")
     p.set_defaults(func=cmd_train)
 
@@ -175,8 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     _forget_args(p)
     p.add_argument("--method", default="wsscl", choices=ALL_METHODS)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    p.add_argument("--retrain", default=None, help="a Retrain checkpoint: its metrics and the gap go into record.json")
+    p.add_argument("--backend", choices=("torch", "cpp", "triton"), default=None,
+                   help="op backend (default: WSSCL_BACKEND, else by device)")
+    _resume_arg(p)
     _common(p, "wsscl_out/unlearned")
     p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("verify", help="check that a model file is the one an unlearning record describes")
+    p.add_argument("record", help="record.json written by `unlearn`")
+    p.add_argument("model", help="model file (.pt) to check")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model")
     p.add_argument("--checkpoint", required=True)
@@ -205,7 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        device = distributed.init_from_env(getattr(args, "device", None))  # under torchrun
+        if device is not None:
+            args.device = str(device)
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, PermissionError) as exc:
+    except RunInterrupted as exc:
+        print(f"wsscl-fast {args.command}: {exc}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as exc:
         print(f"wsscl-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -116,9 +116,12 @@ class WSSCLConfig(_Common):
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
     finetune_forget_weight: float = 0.0  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
+    finetune_schedule: str = "constant"  #: stage-2 learning rate: "constant" or "cosine" (decays to 0 at the end)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.finetune_schedule not in ("constant", "cosine"):
+            raise ValueError(f"finetune_schedule must be 'constant' or 'cosine', got {self.finetune_schedule!r}")
         if self.saliency_mode not in ("soft", "hard"):
             raise ValueError(f"saliency_mode must be 'soft' or 'hard', got {self.saliency_mode!r}")
         if not 0 < self.saliency_ratio <= 1:

@@ -13,6 +13,7 @@ import io
 import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,59 +90,60 @@ def load_digits_bundle(seed: int = 0, test_fraction: float = 0.2) -> DataBundle:
     return DataBundle("digits", make(train_idx), make(test_idx), aug_pad=1, aug_flip=False)
 
 
-def _decode_image_files(named_bytes, classes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode (class_name, bytes) pairs to uint8 (N, 3, H, W) and labels."""
+def _decode_image_files(source: Path, named_bytes, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode (class_name, file name, bytes) triples to uint8 (N, 3, H, W) and labels.
+    A file that does not decode, or whose size differs from the first, is named in the error."""
     from PIL import Image
 
     images, labels = [], []
     index = {c: i for i, c in enumerate(classes)}
-    for class_name, data in named_bytes:
-        with Image.open(io.BytesIO(data)) as img:
-            images.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    for class_name, name, data in named_bytes:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                image = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except Exception as exc:  # PIL raises UnidentifiedImageError, OSError (truncated), ...
+            raise ValueError(f"{source}: image {name} cannot be decoded ({type(exc).__name__}: {exc})") from None
+        if images and image.shape != images[0].shape:
+            raise ValueError(f"{source}: image {name} is {image.shape[1]}x{image.shape[0]}, "
+                             f"the others {images[0].shape[1]}x{images[0].shape[0]}")
+        images.append(image)
         labels.append(index[class_name])
     if not images:
-        raise ValueError("no images found")
+        raise ValueError(f"{source}: no .jpg/.jpeg/.png images in class folders (expected CLASS/IMAGE files)")
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
 
 
-def _image_folder_entries(names):
-    """Sorted (class, path) pairs of an ImageFolder listing (``class/file.ext``)."""
-    entries = []
-    for name in names:
-        parts = [p for p in name.split("/") if p]
-        if len(parts) >= 2 and parts[-1].lower().endswith((".jpg", ".jpeg", ".png")):
-            entries.append((parts[-2], name))
-    return sorted(entries)
+def _image_folder_entries(source: Path, names):
+    """Sorted (class, path) pairs and the class list of an ImageFolder listing
+    (``[prefix/]class/file.ext``). A class folder without images is refused: it would shift
+    the labels of the classes after it."""
+    is_image = lambda parts: len(parts) >= 2 and parts[-1].lower().endswith((".jpg", ".jpeg", ".png"))  # noqa: E731
+    listing = [[p for p in name.split("/") if p] for name in names]
+    entries = [(parts[-2], name) for parts, name in zip(listing, names) if is_image(parts)]
+    classes = sorted({c for c, _ in entries})
+    roots = {tuple(parts[:-2]) for parts in listing if is_image(parts)}
+    folders = {parts[len(root)] for parts, name in zip(listing, names) for root in roots
+               if len(parts) > len(root) and tuple(parts[:len(root)]) == root
+               and (len(parts) > len(root) + 1 or name.endswith("/"))}
+    empty = sorted(folders - set(classes))
+    if empty:
+        raise ValueError(f"{source}: class folder(s) {empty} hold no images")
+    return sorted(entries), classes
 
 
 def _read_zip(path: Path):
     try:
         with zipfile.ZipFile(path) as zf:
-            entries = _image_folder_entries(zf.namelist())
-            classes = sorted({c for c, _ in entries})
-            return classes, _decode_image_files(((c, zf.read(n)) for c, n in entries), classes)
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"{path} is not a readable zip archive ({exc})") from exc
+            entries, classes = _image_folder_entries(path, zf.namelist())
+            return classes, _decode_image_files(path, ((c, n, zf.read(n)) for c, n in entries), classes)
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        raise ValueError(f"{path} is not a readable zip archive ({type(exc).__name__}: {exc})") from None
 
 
 def _read_folder(path: Path):
-    names = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
-    entries = _image_folder_entries(names)
-    classes = sorted({c for c, _ in entries})
-    return classes, _decode_image_files(((c, (path / n).read_bytes()) for c, n in entries), classes)
-
-
-def _read_torchvision_cifar(path: Path, train: bool):
-    import pickle
-
-    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    images, labels = [], []
-    for name in files:
-        with open(path / name, "rb") as fh:
-            batch = pickle.load(fh, encoding="latin1")  # torchvision's own format; trusted local files
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch["labels"])
-    return list(CIFAR10_CLASSES), (torch.from_numpy(np.concatenate(images)), torch.tensor(labels))
+    names = [str(p.relative_to(path)) + ("/" if p.is_dir() else "") for p in path.rglob("*")]
+    entries, classes = _image_folder_entries(path, names)
+    return classes, _decode_image_files(path, ((c, n, (path / n).read_bytes()) for c, n in entries), classes)
 
 
 def _cache_dir() -> Path:
@@ -154,8 +156,11 @@ def _cached_decode(source: Path, reader):
     key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     cache = _cache_dir() / f"{source.stem}-{key}.pt"
     if cache.exists():
-        blob = torch.load(cache, weights_only=True)
-        return blob["classes"], (blob["images"], blob["labels"])
+        try:
+            blob = torch.load(cache, weights_only=True)
+            return blob["classes"], (blob["images"], blob["labels"])
+        except Exception:  # a damaged cache entry is decoded again and replaced
+            pass
     classes, (images, labels) = reader()
     try:
         atomic_save({"classes": classes, "images": images, "labels": labels}, cache)
@@ -266,6 +271,20 @@ def class_forget_split(labels: torch.Tensor, forget_class: int) -> tuple[torch.T
     return forget, (labels != forget_class).nonzero().flatten()
 
 
+def read_index_file(path: Path) -> list[int]:
+    """Sample ids, one per line (blank lines ignored); a bad line is named."""
+    if not path.is_file():
+        raise FileNotFoundError(f"forget index file {path} does not exist")
+    ids = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                ids.append(int(line))
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: expected one integer sample id, got {line.strip()!r}") from None
+    return ids
+
+
 def index_forget_split(num_samples: int, indices) -> tuple[torch.Tensor, torch.Tensor]:
     """Forget an explicit list of sample ids; duplicates and out-of-range ids are refused."""
     idx = torch.as_tensor(list(indices), dtype=torch.long)
@@ -274,8 +293,9 @@ def index_forget_split(num_samples: int, indices) -> tuple[torch.Tensor, torch.T
     if int(idx.min()) < 0 or int(idx.max()) >= num_samples:
         bad = idx[(idx < 0) | (idx >= num_samples)][:5].tolist()
         raise ValueError(f"forget indices out of range [0, {num_samples}): {bad}")
-    if idx.unique().numel() != idx.numel():
-        raise ValueError("forget indices contain duplicates")
+    values, counts = idx.unique(return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"forget indices contain duplicates: {values[counts > 1][:5].tolist()}")
     keep = torch.ones(num_samples, dtype=torch.bool)
     keep[idx] = False
     return idx.sort().values, keep.nonzero().flatten()
@@ -309,7 +329,7 @@ def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenari
             Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget,
         )
     elif kind == "indices":
-        ids = [int(line) for line in Path(value).read_text().split() if line.strip()]
+        ids = read_index_file(Path(value))
         forget, retain = index_forget_split(n, ids)
     else:
         raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")

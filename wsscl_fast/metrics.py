@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset, Subset
 
+from . import distributed
 from .data import as_loader
 
 GAP_METRICS = ("UA", "RA", "TA", "MIA")
@@ -33,13 +35,21 @@ def predict_split(model: nn.Module, data, device=None, batch_size: int = 512) ->
     was_training = model.training
     model.eval()
     correct, confidence = [], []
+    total = None
+    if distributed.active() and isinstance(data, Dataset):  # torchrun: a strided shard per rank, gathered
+        total = len(data)
+        data = Subset(data, range(distributed.rank(), total, distributed.world_size()))
     for batch in as_loader(data, batch_size, shuffle=False):
         x, y = batch[0].to(device), batch[1].to(device)
         probs = torch.softmax(model(x).float(), dim=1)
         correct.append(probs.argmax(dim=1) == y)
         confidence.append(probs.gather(1, y[:, None]).squeeze(1))
     model.train(was_training)
-    return SplitPredictions(torch.cat(correct).cpu().numpy(), torch.cat(confidence).cpu().numpy())
+    correct, confidence = torch.cat(correct), torch.cat(confidence)
+    if total is not None:
+        correct = distributed.gather_in_order(correct.float(), total) > 0.5
+        confidence = distributed.gather_in_order(confidence, total)
+    return SplitPredictions(correct.cpu().numpy(), confidence.cpu().numpy())
 
 
 def mia_efficacy(member_confidence: np.ndarray, nonmember_confidence: np.ndarray,

@@ -6,7 +6,7 @@ import importlib
 import torch
 from torch import nn
 
-from . import backends
+from . import backends, distributed
 from .reference import infonce_loss_ref
 from .validation import check_finite, check_matrix, check_positive, check_same
 
@@ -25,6 +25,7 @@ def infonce_loss(
     normalize: bool = True,
     backend: str | None = None,
     check_inputs: bool = True,
+    group=None,
 ) -> torch.Tensor:
     """Mean scaled InfoNCE loss; differentiable w.r.t. all three inputs.
 
@@ -35,6 +36,12 @@ def infonce_loss(
     with s the cosine similarity (``normalize=True``) or the dot product.
     ``backend`` forces ``"triton"``, ``"cpp"`` or ``"torch"``; ``check_inputs=False`` skips
     the NaN/inf scan (one device sync) in hot loops.
+
+    ``group`` (a torch.distributed process group, e.g. ``dist.group.WORLD``): the negatives of
+    all ranks are gathered, with gradients, and every local anchor is contrasted with all of
+    them. The result is this rank's mean over its anchors, so that DistributedDataParallel's
+    gradient averaging gives the single-process gradient of the concatenated batch (feature
+    gradients on each rank are world-size times the single-process ones before that averaging).
 
     >>> a, p, r = torch.randn(4, 8), torch.randn(4, 8), torch.randn(16, 8)
     >>> infonce_loss(a, p, r).shape
@@ -53,6 +60,8 @@ def infonce_loss(
     if check_inputs:
         for name, x in (("anchors", anchors), ("positives", positives), ("negatives", negatives)):
             check_finite(name, x)
+    if group is not None:
+        negatives = distributed.gather_rows(negatives, group)
     implementations = _INFONCE_IMPLEMENTATIONS
     if anchors.dtype == torch.float64:  # the Triton kernel accumulates in fp32
         implementations = {k: v for k, v in implementations.items() if k != "triton"}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import backends
+from . import backends, distributed
 from .data import as_loader
 from .reference import saliency_from_scores_ref
 from .validation import check_fraction
@@ -22,6 +22,8 @@ _SALIENCY_IMPLEMENTATIONS = {"torch": lambda: saliency_from_scores_ref}
 def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool = False,
                            batch_size: int = 256) -> list[torch.Tensor]:
     """|sum of per-batch mean CE gradients| over ``forget``, one fp32 tensor per parameter.
+    Under torchrun the sums are averaged over the ranks before the abs (``forget`` then holds
+    this rank's share of each batch).
 
     The model's weights, gradients and train/eval mode are left as they were.
     """
@@ -45,6 +47,7 @@ def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool
         for p, g in zip(params, saved_grads):
             p.grad = g
         model.train(was_training)
+    distributed.all_reduce_mean_(sums)  # under torchrun every rank saw its shard: same mask everywhere
     return [s.abs_() for s in sums]
 
 

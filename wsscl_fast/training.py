@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .config import TrainConfig
 from .data import as_loader, augment_batch
 
@@ -25,12 +26,26 @@ def cycle(loader) -> Iterable:
 
 
 def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, loss_fn: Callable,
-              *, total: int, desc: str, progress: bool, scheduler=None) -> None:
+              *, total: int, desc: str, progress: bool, scheduler=None, run_state=None,
+              steps_per_epoch: int | None = None) -> None:
     """loss_fn(batch) -> scalar; one optimizer step per batch. Stops with a clear error
-    naming ``desc`` and the step if the loss becomes NaN or inf."""
+    naming ``desc`` and the step if the loss becomes NaN or inf.
+
+    With a :class:`~wsscl_fast.runstate.RunState`, the loop checkpoints every
+    ``steps_per_epoch`` steps and at its end, resumes from a saved state, and stops at the
+    next step boundary when a signal asked it to.
+    """
+    batches = iter(itertools.islice(batches, total))
+    start = 0
+    if run_state is not None:
+        mode = run_state.enter_loop()
+        if mode == "skip":
+            return
+        if mode == "resume":
+            start = run_state.restore(batches, model, optimizer, scheduler)
     model.train()
-    for step, batch in enumerate(tqdm(itertools.islice(batches, total), total=total, desc=desc,
-                                      disable=not progress, leave=False)):
+    for step, batch in enumerate(tqdm(batches, initial=start, total=total, desc=desc, disable=not progress,
+                                      leave=False), start=start):
         loss = loss_fn(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the loss became {loss.item()} at step {step}")
@@ -39,6 +54,11 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if run_state is not None:
+            done = step + 1
+            if done == total or (steps_per_epoch and done % steps_per_epoch == 0):
+                run_state.save(done, desc, model, optimizer, scheduler)
+            run_state.check_stop(desc, done)
 
 
 def epoch_batches(loader, epochs: int) -> Iterable:
@@ -46,21 +66,31 @@ def epoch_batches(loader, epochs: int) -> Iterable:
 
 
 def train_model(model: nn.Module, train_data, config: TrainConfig, device: torch.device, seed: int = 0,
-                progress: bool = True, desc: str = "train") -> nn.Module:
-    """Train ``model`` in place: SGD + one-cycle schedule, CE loss, batch augmentation."""
+                progress: bool = True, desc: str = "train", run_state=None) -> nn.Module:
+    """Train ``model`` in place: SGD + one-cycle schedule, CE loss, batch augmentation.
+    ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`) makes it resumable."""
     model.to(device)
-    loader = as_loader(train_data, config.batch_size, shuffle=True, seed=seed)
+    if distributed.active():  # torchrun: this rank's share of every batch, DDP-averaged gradients
+        loader = distributed.sharded_loader(train_data, config.batch_size, shuffle=True, seed=seed)
+    else:
+        loader = as_loader(train_data, config.batch_size, shuffle=True, seed=seed)
+    net = distributed.wrap(model, device)
+    if run_state is not None:
+        run_state.track(loader.sampler if distributed.active() else loader.generator)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=True)
     total = config.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25)
     generator = device_generator(device, seed)
+    if run_state is not None:
+        run_state.track(generator)
 
     def loss_fn(batch):
         x = augment_batch(batch[0].to(device), config.aug_pad, config.aug_flip, generator)
-        return F.cross_entropy(model(x), batch[1].to(device))
+        return F.cross_entropy(net(x), batch[1].to(device))
 
     run_steps(model, optimizer, epoch_batches(loader, config.epochs), loss_fn, total=total, desc=desc,
-              progress=progress, scheduler=scheduler)
+              progress=progress and distributed.is_main(), scheduler=scheduler, run_state=run_state,
+              steps_per_epoch=len(loader))
     model.eval()
     return model

@@ -11,14 +11,14 @@ from .registry import register
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.lr)
-        generator = ctx.generator()
+        generator, net = ctx.generator(), ctx.parallel(model)
         batches = ((epoch, batch) for epoch in range(config.epochs) for batch in retain_loader)
 
         def loss_fn(epoch_and_batch):
             epoch, batch = epoch_and_batch
             alpha = config.l1_alpha * (1 - epoch / config.epochs)  # SalUn's linear decay per epoch
             x, y = augmented(batch, config, ctx, generator)
-            return F.cross_entropy(model(x), y) + alpha * sum(p.abs().sum() for p in model.parameters())
+            return F.cross_entropy(net(x), y) + alpha * sum(p.abs().sum() for p in model.parameters())
 
         run_steps(model, optimizer, batches, loss_fn, total=config.epochs * len(retain_loader),
-                  desc="l1_sparse", progress=ctx.progress)
+                  desc="l1_sparse", **ctx.loop(len(retain_loader)))

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .. import distributed
 from ..config import TrainConfig
 
 
@@ -24,6 +25,7 @@ class MethodContext:
     train_config: TrainConfig = field(default_factory=TrainConfig)  #: Retrain's recipe
     timings: dict = field(default_factory=dict)  #: stage name -> seconds
     info: dict = field(default_factory=dict)  #: values a method chose at run time (e.g. WSS-CL's KL bound)
+    run_state: object = None  #: a RunState when the run checkpoints and can resume (runstate.py)
 
     @contextmanager
     def stage(self, name: str):
@@ -42,7 +44,19 @@ class MethodContext:
             torch.cuda.synchronize(self.device)
 
     def generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
+        """A seeded generator on the device, whose state a resumable run saves."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
+        if self.run_state is not None:
+            self.run_state.track(generator)
+        return generator
+
+    def parallel(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The module to call in the loss: DistributedDataParallel under torchrun, else itself."""
+        return distributed.wrap(module, self.device)
+
+    def loop(self, steps_per_epoch: int) -> dict:
+        """The keyword arguments that make a ``run_steps`` loop checkpoint at epoch boundaries."""
+        return dict(run_state=self.run_state, steps_per_epoch=steps_per_epoch, progress=self.progress)
 
 
 RunFunction = Callable[[torch.nn.Module, DataLoader, DataLoader, object, MethodContext], None]

@@ -17,17 +17,18 @@ def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, sa
     num_classes = model(next(iter(forget_loader))[0][:1].to(ctx.device)).shape[1]
     optimizer = make_sgd(model, config, config.lr, saliency, ctx.backend)
     augment_generator, label_generator = ctx.generator(1), ctx.generator(2)
+    net = ctx.parallel(model)
 
     def loss_fn(tagged):
         tag, batch = tagged
         x, y = augmented(batch, config, ctx, augment_generator)
         if tag == "forget":
             y = torch.randint(0, num_classes, y.shape, generator=label_generator, device=ctx.device)
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(net(x), y)
 
     total = config.epochs * (len(forget_loader) + len(retain_loader))
     run_steps(model, optimizer, mixed_batches(forget_loader, retain_loader, config.epochs, ctx.seed), loss_fn,
-              total=total, desc=desc, progress=ctx.progress)
+              total=total, desc=desc, **ctx.loop(len(forget_loader) + len(retain_loader)))
 
 
 @register("rl", BaselineConfig, "random labels on the forget set + CE on the retain set")

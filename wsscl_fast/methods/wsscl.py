@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..config import WSSCLConfig
 from ..data import augment_batch, dataset_labels, to_tensors
 from ..ops import infonce_loss
@@ -86,15 +87,31 @@ def kl_bounds(model, forget_images, forget_labels, retain_loader, config: WSSCLC
     return bounds
 
 
+class FeaturesAndLogits(torch.nn.Module):
+    """(features z, logits head(z)) in one forward, so that a step is one call of the module
+    (one DistributedDataParallel forward under torchrun)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        z = self.model.features(x)
+        return z, self.model.head(z)
+
+
 def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator):
-    """Endless seeded shuffled passes over forget-set row indices, in batches."""
+    """Endless seeded shuffled passes over forget-set row indices, in batches. Under torchrun
+    every rank draws the same global batch and keeps its share (rows r, r + W, ...)."""
+    rank, world = distributed.rank(), distributed.world_size()
     while True:
         order = torch.randperm(num_forget, generator=generator, device=generator.device)
-        yield from order.split(batch_size)
+        # a global batch smaller than the world would leave a rank without rows
+        yield from (batch[rank::world] for batch in order.split(batch_size) if batch.shape[0] >= world)
 
 
-def forgetting_stage(model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
-    """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain)."""
+def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+    """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain), one forward."""
     pseudo_labels, bounds = targets
     optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend)
     augment_generator = ctx.generator(2)
@@ -104,20 +121,24 @@ def forgetting_stage(model, forget_images, targets, retain_loader, saliency, con
     def loss_fn(pair):
         index, retain_batch = pair
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
-        return forgetting_loss_ref(model(forget_images[index]), pseudo_labels[index], bounds[index],
-                                   model(x_r), y_r, config.retain_weight)
+        _, logits = net(torch.cat([forget_images[index], x_r]))
+        logits_f, logits_r = logits.split([index.shape[0], x_r.shape[0]])
+        return forgetting_loss_ref(logits_f, pseudo_labels[index], bounds[index], logits_r, y_r, config.retain_weight)
 
     run_steps(model, optimizer, batches, loss_fn, total=config.forget_epochs * steps_per_epoch,
-              desc="wsscl forget", progress=ctx.progress)
+              desc="wsscl forget", **ctx.loop(steps_per_epoch))
 
 
-def contrastive_stage(model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
-    """Stage 2: CE(retain) + lambda * InfoNCE(z(a x_f), z(b x_f); negatives z(x_r)), one forward,
-    plus ``finetune_forget_weight`` times stage 1's bounded KL term on view a (the adversarial part)."""
+def contrastive_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+    """Stage 2: CE(retain) + lambda * InfoNCE(z(a x_f), z(b x_f); negatives z(x_r)),
+    plus ``finetune_forget_weight`` times stage 1's bounded KL term on the un-augmented forget images
+    (the adversarial part), all in one forward. Under torchrun the negatives of all ranks are gathered."""
     pseudo_labels, bounds = targets
     optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend)
     augment_generator = ctx.generator(4)
     batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(5)))
+    group = torch.distributed.group.WORLD if distributed.active() else None
+    adversarial = config.finetune_forget_weight > 0
 
     def loss_fn(pair):
         retain_batch, index = pair
@@ -125,18 +146,23 @@ def contrastive_stage(model, forget_images, targets, retain_loader, saliency, co
         x_f = forget_images[index]
         view_a = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
         view_b = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
-        features = model.features(torch.cat([x_r, view_a, view_b]))
-        z_r, z_a, z_b = features.split([x_r.shape[0], x_f.shape[0], x_f.shape[0]])
+        z, logits = net(torch.cat([x_r, view_a, view_b] + ([x_f] if adversarial else [])))
+        sizes = [x_r.shape[0]] + [x_f.shape[0]] * (3 if adversarial else 2)
+        z_r, z_a, z_b, *_ = z.split(sizes)
+        logits_r, *_, logits_f = logits.split(sizes)
         contrastive = infonce_loss(z_a, z_b, z_r, config.temperature, normalize=True, backend=ctx.backend,
-                                   check_inputs=False)
-        loss = F.cross_entropy(model.head(z_r), y_r) + config.contrastive_weight * contrastive
-        if config.finetune_forget_weight:
+                                   check_inputs=False, group=group)
+        loss = F.cross_entropy(logits_r, y_r) + config.contrastive_weight * contrastive
+        if adversarial:  # on the un-augmented images, like stage 1 and like evaluation
             loss = loss + config.finetune_forget_weight * forgetting_loss_ref(
-                model.head(z_a), pseudo_labels[index], bounds[index])
+                logits_f, pseudo_labels[index], bounds[index])
         return loss
 
-    run_steps(model, optimizer, batches, loss_fn, total=config.finetune_epochs * len(retain_loader),
-              desc="wsscl contrastive", progress=ctx.progress)
+    total = config.finetune_epochs * len(retain_loader)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+                 if config.finetune_schedule == "cosine" else None)
+    run_steps(model, optimizer, batches, loss_fn, total=total, desc="wsscl contrastive",
+              scheduler=scheduler, **ctx.loop(len(retain_loader)))
 
 
 @register("wsscl", WSSCLConfig, "WSS-CL: soft saliency, bounded KL forgetting, contrastive fine-tuning")
@@ -146,12 +172,13 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
     with ctx.stage("saliency"):
         saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
                                     config.saliency_sharpness, device=ctx.device, backend=ctx.backend)
-    forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader))
+    net = ctx.parallel(FeaturesAndLogits(model))
+    forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
     with ctx.stage("forget"):
         targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator(1)),
                    kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
         if config.forget_epochs:
-            forgetting_stage(model, forget_images, targets, retain_loader, saliency, config, ctx)
+            forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx)
     if config.finetune_epochs:
         with ctx.stage("contrastive"):
-            contrastive_stage(model, forget_images, targets, retain_loader, saliency, config, ctx)
+            contrastive_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx)

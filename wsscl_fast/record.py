@@ -1,0 +1,98 @@
+"""The unlearning record: what a data-protection officer asks to see after a deletion request.
+
+``record.json`` is written beside each unlearned model. It identifies the original and the
+unlearned weights by SHA-256, the forgotten samples by a SHA-256 digest of their ids (never
+the samples themselves), and holds the method, config, seed, backend, device, software
+versions, timings and metrics. :func:`verify_record` checks that a model file is the one a
+record describes (``wsscl-fast verify record.json model.pt``).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from .checkpoint import atomic_write_bytes, load_checkpoint
+
+RECORD_VERSION = 1
+
+
+def weights_digest(state_dict: dict) -> str:
+    """SHA-256 over the weights, independent of file format: for each entry in key order,
+    its name, dtype, shape and the raw bytes of its contiguous CPU copy."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def ids_digest(ids) -> str:
+    """SHA-256 of the sorted, de-duplicated sample ids as little-endian int64."""
+    ids = torch.as_tensor(ids, dtype=torch.int64).flatten().unique(sorted=True)
+    return hashlib.sha256(ids.numpy().astype("<i8").tobytes()).hexdigest()
+
+
+def software_versions() -> dict:
+    import numpy
+
+    versions = dict(python=platform.python_version(), torch=torch.__version__, numpy=numpy.__version__)
+    try:
+        import triton
+
+        versions["triton"] = triton.__version__
+    except ImportError:
+        versions["triton"] = None
+    from . import __version__
+
+    versions["wsscl_fast"] = __version__
+    return versions
+
+
+def build_record(original_state: dict, result, forget_ids, *, seed: int, device, backend: str | None,
+                 scenario: str | None = None, retrain_metrics: dict | None = None) -> dict:
+    """The record of one unlearning run (``result`` is an :class:`~wsscl_fast.api.UnlearnResult`)."""
+    from .metrics import avg_gap
+
+    ids = torch.as_tensor(forget_ids, dtype=torch.int64)
+    record = dict(
+        record_version=RECORD_VERSION,
+        created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        original_weights_sha256=weights_digest(original_state),
+        unlearned_weights_sha256=weights_digest(result.model.state_dict()),
+        forget_set=dict(count=int(ids.unique().numel()), ids_sha256=ids_digest(ids), scenario=scenario),
+        method=result.method, config=result.config.to_dict(), seed=seed, backend=backend or "auto",
+        device=str(device), device_name=(torch.cuda.get_device_name(torch.device(device))
+                                         if torch.device(device).type == "cuda" else platform.processor() or "cpu"),
+        software=software_versions(), rte_seconds=result.rte, timings=result.timings, metrics=result.metrics,
+    )
+    if retrain_metrics is not None and result.metrics is not None:
+        record["retrain"] = dict(metrics=retrain_metrics, avg_gap=avg_gap(result.metrics, retrain_metrics))
+    return record
+
+
+def write_record(record: dict, path) -> Path:
+    return atomic_write_bytes(json.dumps(record, indent=2, sort_keys=True).encode(), path)
+
+
+def verify_record(record_path, model_path) -> tuple[bool, str]:
+    """(matches, explanation): does the model file hold the unlearned weights the record names?"""
+    record_path = Path(record_path)
+    if not record_path.is_file():
+        raise FileNotFoundError(f"record {record_path} does not exist")
+    try:
+        record = json.loads(record_path.read_text())
+        expected = record["unlearned_weights_sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{record_path} is not an unlearning record ({type(exc).__name__}: {exc})") from None
+    actual = weights_digest(load_checkpoint(model_path)["state_dict"])
+    if actual == expected:
+        return True, f"{model_path} is the model described by {record_path} (weights SHA-256 {actual})"
+    if actual == record.get("original_weights_sha256"):
+        return False, f"{model_path} holds the ORIGINAL weights, not the unlearned ones ({actual})"
+    return False, f"{model_path} does not match {record_path}: weights SHA-256 {actual}, record says {expected}"
