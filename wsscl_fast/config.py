@@ -93,7 +93,14 @@ class WSSCLConfig(_Common):
     ``finetune_forget_weight`` > 0 stage 1's bounded KL term on the forget views stays in the
     loss (our reading of "adversarial fine-tuning": forgetting pressure while utility recovers).
 
-    Both stages use saliency-weighted SGD (MaskedSGD) with a constant learning rate. The
+    Why a sharp q (``pseudo_label_temperature`` = 0.1): d KL(q || softmax(z)) / dz = p - q, so
+    maximising the KL raises every logit whose probability already exceeds q's. With T = 1, q
+    (averaged over augmented views) is softer than the model's confident prediction on the
+    clean image it memorised, and the ascent makes it *more* confident in the true label; a
+    sharp q is close to one-hot on the predicted class, so the ascent lowers it.
+
+    Stage 1 uses saliency-weighted SGD (MaskedSGD) at a constant learning rate; stage 2 the same
+    with a cosine decay to 0 (``finetune_schedule``), which lets the retain fit settle. The
     retain and forget batches get the training augmentation (``aug_*``, which should match the
     original model's recipe); the views of stages 1 and 2 get ``view_pad``/``view_flip``.
     """
@@ -104,7 +111,7 @@ class WSSCLConfig(_Common):
     saliency_mode: str = "soft"
     saliency_sharpness: float = 1.0
     num_views: int = 4
-    pseudo_label_temperature: float = 1.0
+    pseudo_label_temperature: float = 0.1  #: < 1 sharpens q; see the class docstring for why it must
     kl_bound: float | str = "auto"  #: a number, or "auto" (see kl_bounds in methods/wsscl.py)
     kl_bound_fallback: float = 1.0  #: used by "auto" when no held-out data is given
     retain_weight: float = 1.0
@@ -115,8 +122,8 @@ class WSSCLConfig(_Common):
     temperature: float = 0.5
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
-    finetune_forget_weight: float = 0.0  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
-    finetune_schedule: str = "constant"  #: stage-2 learning rate: "constant" or "cosine" (decays to 0 at the end)
+    finetune_forget_weight: float = 10.0  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
+    finetune_schedule: str = "cosine"  #: stage-2 learning rate: "cosine" (decays to 0 at the end) or "constant"
 
     def __post_init__(self):
         super().__post_init__()
