@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from . import distributed
 from .config import TrainConfig
-from .data import as_loader
 from .methods import MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
 
@@ -31,9 +29,7 @@ class UnlearnResult:
 
 def _loader(name: str, data, batch_size: int, seed: int):
     try:
-        if distributed.active() and not isinstance(data, DataLoader):
-            return distributed.sharded_loader(as_loader(data, 1, False).dataset, batch_size, True, seed)
-        return as_loader(data, batch_size, shuffle=True, seed=seed)
+        return distributed.loader(data, batch_size, shuffle=True, seed=seed)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
 
@@ -79,8 +75,8 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
                         holdout=holdout if holdout is not None else test,
                         train_config=train_config or TrainConfig(), run_state=run_state)
     if run_state is not None:
-        for loader in (forget_loader, retain_loader):
-            run_state.track(loader.sampler if hasattr(loader.sampler, "get_state") else loader.generator)
+        run_state.track_loader(forget_loader)
+        run_state.track_loader(retain_loader)
     torch.manual_seed(seed)
     ctx.sync()
     start = time.perf_counter()

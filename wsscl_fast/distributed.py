@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .data import as_loader
+
 
 def active(group=None) -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
@@ -70,6 +72,15 @@ def sharded_loader(data: Dataset, batch_size: int, shuffle: bool, seed: int) -> 
         raise ValueError(f"batch_size {batch_size} is smaller than the world size {world}")
     sampler = EpochSampler(data, num_replicas=world, rank=rank(), shuffle=shuffle, seed=seed)
     return DataLoader(data, batch_size=batch_size // world, sampler=sampler)
+
+
+def loader(data, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    """:func:`~wsscl_fast.data.as_loader` (same checks, DataLoaders pass through); under
+    torchrun a Dataset gets this rank's :func:`sharded_loader` instead."""
+    checked = as_loader(data, batch_size, shuffle=shuffle, seed=seed)
+    if not active() or isinstance(data, DataLoader):
+        return checked
+    return sharded_loader(checked.dataset, batch_size, shuffle, seed)
 
 
 class _GatherRows(torch.autograd.Function):

@@ -71,6 +71,11 @@ class RunState:
             self.generators.append(generator)
         return generator
 
+    def track_loader(self, loader) -> None:
+        """Track what orders a DataLoader: a sampler with a state (``distributed.EpochSampler``),
+        else the loader's generator (None, and so torch's global RNG, for a user's plain loader)."""
+        self.track(loader.sampler if hasattr(loader.sampler, "get_state") else loader.generator)
+
     # ------------------------------------------------------------------ generator states
     def _generator_states(self) -> list[torch.Tensor]:
         states = [g.get_state() for g in self.generators] + [torch.get_rng_state()]

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .config import TrainConfig
-from .data import as_loader, augment_batch
+from .data import augment_batch
 
 
 def device_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -70,13 +70,11 @@ def train_model(model: nn.Module, train_data, config: TrainConfig, device: torch
     """Train ``model`` in place: SGD + one-cycle schedule, CE loss, batch augmentation.
     ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`) makes it resumable."""
     model.to(device)
-    if distributed.active():  # torchrun: this rank's share of every batch, DDP-averaged gradients
-        loader = distributed.sharded_loader(train_data, config.batch_size, shuffle=True, seed=seed)
-    else:
-        loader = as_loader(train_data, config.batch_size, shuffle=True, seed=seed)
+    # under torchrun: this rank's share of every batch, DDP-averaged gradients
+    loader = distributed.loader(train_data, config.batch_size, shuffle=True, seed=seed)
     net = distributed.wrap(model, device)
     if run_state is not None:
-        run_state.track(loader.sampler if distributed.active() else loader.generator)
+        run_state.track_loader(loader)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=True)
     total = config.epochs * len(loader)
