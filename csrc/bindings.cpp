@@ -9,4 +9,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("block_rows") = 32);
   m.def("masked_sgd_step", &masked_sgd_step, "saliency-masked SGD step over a list of tensors (in place)");
   m.def("masked_adamw_step", &masked_adamw_step, "saliency-masked AdamW step over a list of tensors (in place)");
+  m.def("saliency_threshold", &saliency_threshold, "k-th largest score by radix select (no sort)");
+  m.def("saliency_emit", &saliency_emit, "hard masks (bool or packed bits) or soft weights from scores");
 }

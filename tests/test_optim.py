@@ -6,7 +6,8 @@ import torch
 
 from conftest import TRITON_DEVICE
 from wsscl_fast import MaskedAdamW, MaskedSGD
-from wsscl_fast.reference import masked_adamw_step_ref, masked_sgd_step_ref
+from wsscl_fast.reference import (dequantize_saliency_ref, masked_adamw_step_ref, masked_sgd_step_ref, pack_mask_ref,
+                                  quantize_saliency_ref)
 
 BACKENDS = ["torch", "cpp", "triton"]  # triton: on CUDA, or on the CPU under TRITON_INTERPRET=1 (conftest.py)
 SHAPES = [(1,), (1023,), (3, 5, 7), (64, 3, 3, 3)]
@@ -207,3 +208,98 @@ def test_triton_step_is_one_launch_for_62_mixed_tensors():
     theirs = _run(MaskedAdamW(reference, masks, backend="torch"), reference, grads)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- compact saliency storage
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_bit_packed_mask_matches_the_bool_mask_bit_for_bit(backend, kind):
+    shapes = SHAPES + [(9,), (8,), (2, 4097)]
+    masks = [(torch.rand(s, generator=torch.Generator().manual_seed(i)) < 0.5).to(_device(backend))
+             for i, s in enumerate(shapes)]
+    packed_given = [pack_mask_ref(m) for m in masks]
+    runs = []
+    for saliency, storage in ((masks, "dense"), (masks, "bits"), (packed_given, "bits")):
+        params = _params(shapes=shapes, device=_device(backend))
+        cls, hyper = (MaskedSGD, SGD_HYPER) if kind == "sgd" else (MaskedAdamW, ADAMW_HYPER)
+        optimizer = cls(params, saliency, backend=backend, saliency_storage=storage, **hyper)
+        assert optimizer.param_groups[0]["saliency"][1].numel() == (1023 + 7) // 8 or storage == "dense"
+        runs.append(_run(optimizer, params, _grads(params, 4)))
+    for dense, packed, pre_packed in zip(*runs):
+        assert torch.equal(dense, packed) and torch.equal(dense, pre_packed)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_uint8_saliency_equals_its_dequantised_weights(backend, kind):
+    g = torch.Generator().manual_seed(10)
+    weights = [torch.rand(s, generator=g).mul_(torch.rand(s, generator=g) < 0.7).to(_device(backend)) for s in SHAPES]
+    dequantised = [dequantize_saliency_ref(quantize_saliency_ref(w)) for w in weights]
+    runs = []
+    for saliency, storage in ((weights, "uint8"), (dequantised, "dense")):
+        params = _params(device=_device(backend))
+        cls, hyper = (MaskedSGD, SGD_HYPER) if kind == "sgd" else (MaskedAdamW, ADAMW_HYPER)
+        runs.append(_run(cls(params, saliency, backend=backend, saliency_storage=storage, **hyper), params,
+                         _grads(params, 4)))
+    start = _params(device=_device(backend))
+    for quantised, dense, w, s in zip(*runs, weights, start):
+        assert torch.equal(quantised, dense)
+        assert torch.equal(quantised[w == 0], s.detach()[w == 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_bf16_parameters_with_fp32_state_match_the_reference(backend, kind):
+    """The step is done in fp32 and the parameter rounded to nearest-even once: the fused
+    backends do the reference's fp32 sequence, so the bf16 values agree bit for bit."""
+    params = _params(dtype=torch.bfloat16, device=_device(backend))
+    reference = [p.detach().clone().requires_grad_(True) for p in params]
+    start = [p.detach().clone() for p in params]
+    masks = [(torch.rand(p.shape, generator=torch.Generator().manual_seed(11)) < 0.6).to(p.device) for p in params]
+    grads = _grads(params, 5)
+    cls, hyper = (MaskedSGD, SGD_HYPER) if kind == "sgd" else (MaskedAdamW, ADAMW_HYPER)
+    optimizer = cls(params, masks, backend=backend, **hyper)
+    ours = _run(optimizer, params, grads)
+    theirs = _run(cls(reference, masks, backend="torch", **hyper), reference, grads)
+    for a, b, s, m in zip(ours, theirs, start, masks):
+        assert a.dtype == torch.bfloat16
+        assert torch.equal(a, b)
+        assert torch.equal(a[~m], s[~m])
+    states = [t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    assert states and all(t.dtype == torch.float32 for t in states)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_packed_saliency_survives_state_dict_round_trip_bit_exactly(backend, tmp_path):
+    params = _params(device=_device(backend))
+    masks = [(torch.rand(p.shape, generator=torch.Generator().manual_seed(12)) < 0.5).to(p.device) for p in params]
+    grads = _grads(params, 4)
+    optimizer = MaskedAdamW(params, masks, backend=backend, saliency_storage="bits", **ADAMW_HYPER)
+    _run(optimizer, params, grads[:2])
+    torch.save({"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, tmp_path / "ckpt.pt")
+    uninterrupted = _run(optimizer, params, grads[2:])
+
+    blob = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    resumed_params = [p.clone().requires_grad_(True) for p in blob["params"]]
+    resumed = MaskedAdamW(resumed_params, [torch.zeros_like(m) for m in masks], backend=backend, **ADAMW_HYPER)
+    resumed.load_state_dict(blob["optimizer"])
+    assert resumed.param_groups[0]["saliency_storage"] == "bits"
+    assert all(w.dtype == torch.uint8 for w in resumed.param_groups[0]["saliency"])
+    for a, b in zip(_run(resumed, resumed_params, grads[2:]), uninterrupted):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cls", [MaskedSGD, MaskedAdamW])
+@pytest.mark.parametrize("storage, bad, error, message", [
+    ("bits", lambda ps: [torch.zeros(5, dtype=torch.uint8)] + [torch.ones(p.shape, dtype=torch.bool) for p in ps[1:]],
+     ValueError, r"saliency\[0\] is a packed mask of shape \(5,\) .* needs \(1,\)"),
+    ("bits", lambda ps: [torch.ones(p.shape) for p in ps], TypeError, r"saliency\[0\]: saliency_storage='bits' takes bool"),
+    ("uint8", lambda ps: [torch.ones(p.shape, dtype=torch.bool) for p in ps], TypeError, r"saliency\[0\] must be floating"),
+    ("uint8", lambda ps: [torch.full(p.shape, 2.0) for p in ps], ValueError, r"outside \[0, 1\]"),
+    ("dense", lambda ps: [torch.ones(p.shape, dtype=torch.uint8) for p in ps], TypeError, r"saliency\[0\] must be bool"),
+    ("packed", lambda ps: [torch.ones(p.shape) for p in ps], ValueError, "saliency_storage must be one of"),
+])
+def test_bad_compact_saliency_is_refused(cls, storage, bad, error, message):
+    params = _params()
+    with pytest.raises(error, match=message):
+        cls(params, bad(params), lr=0.1, saliency_storage=storage)

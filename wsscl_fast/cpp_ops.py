@@ -1,4 +1,5 @@
-"""Python glue of the C++ CPU path (``wsscl_fast._C``): autograd for InfoNCE, list-wise optimizer steps."""
+"""Python glue of the C++ CPU path (``wsscl_fast._C``): autograd for InfoNCE, list-wise optimizer steps,
+saliency selection."""
 from __future__ import annotations
 
 import torch
@@ -55,15 +56,18 @@ def _write_back(originals, updated):
             original.copy_(new)
 
 
-def masked_sgd_cpp(params, grads, saliencies, buffers, *, lr, momentum, weight_decay, nesterov):
+def _fp32_state_like(p):
+    return torch.zeros(p.shape, dtype=torch.float32 if p.dtype in _HALF_DTYPES else p.dtype)
+
+
+def masked_sgd_cpp(params, grads, saliencies, buffers, *, lr, momentum, weight_decay, nesterov, storage):
     """List-wise masked SGD in one C++ call; returns the momentum buffers (None without momentum)."""
     if momentum != 0:
-        buffers = [torch.zeros_like(p, memory_format=torch.contiguous_format) if b is None else b
-                   for p, b in zip(params, buffers)]
+        buffers = [_fp32_state_like(p) if b is None else b for p, b in zip(params, buffers)]
     work = _contiguous_views(params)
     work_buffers = _contiguous_views(buffers) if momentum != 0 else []
     cpp_extension().masked_sgd_step(work, _contiguous_views(grads), _contiguous_views(saliencies), work_buffers,
-                                    lr, momentum, weight_decay, nesterov)
+                                    lr, momentum, weight_decay, nesterov, storage)
     _write_back(params, work)
     if momentum == 0:
         return [None] * len(params)
@@ -71,10 +75,18 @@ def masked_sgd_cpp(params, grads, saliencies, buffers, *, lr, momentum, weight_d
     return buffers
 
 
-def masked_adamw_cpp(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay):
+def masked_adamw_cpp(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay,
+                     storage):
     """List-wise masked AdamW in one C++ call, in place."""
     work, work_m, work_v = _contiguous_views(params), _contiguous_views(exp_avgs), _contiguous_views(exp_avg_sqs)
     cpp_extension().masked_adamw_step(work, _contiguous_views(grads), _contiguous_views(saliencies), work_m, work_v,
-                                      list(steps), lr, beta1, beta2, eps, weight_decay)
+                                      list(steps), lr, beta1, beta2, eps, weight_decay, storage)
     for originals, updated in ((params, work), (exp_avgs, work_m), (exp_avg_sqs, work_v)):
         _write_back(originals, updated)
+
+
+def saliency_from_scores_cpp(scores, keep: int, mode: str, sharpness: float, storage: str):
+    """Radix-select threshold at the ``keep``-th largest score, then one-pass emission, in C++."""
+    scores = [s.detach().float().contiguous() for s in scores]
+    threshold = cpp_extension().saliency_threshold(scores, keep)
+    return cpp_extension().saliency_emit(scores, threshold, mode == "hard", sharpness, storage)

@@ -18,40 +18,95 @@ from typing import Iterable, Sequence
 import torch
 
 from . import backends
-from .reference import masked_adamw_step_ref, masked_sgd_step_ref
+from .reference import (dequantize_saliency_ref, masked_adamw_step_ref, masked_sgd_step_ref, pack_mask_ref,
+                        quantize_saliency_ref, unpack_mask_ref)
 
 
-def validate_saliency(params: Sequence[torch.Tensor], saliency: Sequence[torch.Tensor]) -> None:
-    """Each saliency tensor must match its parameter's shape and device, be bool or
-    floating, and (if floating) lie in [0, 1] with no NaN."""
+SALIENCY_STORAGES = ("dense", "bits", "uint8")
+
+
+def _check_unit_interval(i: int, w: torch.Tensor) -> None:
+    if w.numel() and not bool(((w >= 0) & (w <= 1)).all()):
+        raise ValueError(f"saliency[{i}] has values outside [0, 1] (or NaN): min {w.min().item()}, max {w.max().item()}")
+
+
+def _store_one(i: int, p: torch.Tensor, w, storage: str) -> torch.Tensor:
+    """Saliency ``w`` of parameter ``p`` in ``storage`` form (a new tensor when converted)."""
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"saliency[{i}] must be a tensor, got {type(w).__name__}")
+    if w.device != p.device:
+        raise ValueError(f"saliency[{i}] is on {w.device} but its parameter is on {p.device}")
+    if storage == "bits" and w.dtype == torch.uint8:
+        packed_shape = ((p.numel() + 7) // 8,)
+        if tuple(w.shape) != packed_shape:
+            raise ValueError(f"saliency[{i}] is a packed mask of shape {tuple(w.shape)} but its parameter "
+                             f"({p.numel()} coordinates) needs {packed_shape}")
+        return w
+    if w.shape != p.shape:
+        raise ValueError(f"saliency[{i}] has shape {tuple(w.shape)} but its parameter has shape {tuple(p.shape)}")
+    if storage == "bits":
+        if w.dtype != torch.bool:
+            raise TypeError(f"saliency[{i}]: saliency_storage='bits' takes bool masks (or their packed uint8 form), "
+                            f"got {w.dtype}")
+        return pack_mask_ref(w)
+    if storage == "uint8" and w.dtype == torch.uint8:
+        return w
+    if w.dtype == torch.bool and storage == "dense":
+        return w
+    if not w.is_floating_point():
+        expected = "bool (hard mask) or floating (soft weights in [0, 1])" if storage == "dense" else \
+            "floating weights in [0, 1] (or their uint8 quantised form)"
+        raise TypeError(f"saliency[{i}] must be {expected}, got {w.dtype}")
+    _check_unit_interval(i, w)
+    return quantize_saliency_ref(w) if storage == "uint8" else w
+
+
+def store_saliency(params: Sequence[torch.Tensor], saliency: Sequence[torch.Tensor],
+                   storage: str = "dense") -> list[torch.Tensor]:
+    """Check one saliency tensor per parameter and bring it to ``storage`` form:
+
+    - ``"dense"``: bool masks or float weights in [0, 1] of the parameter's shape, kept as given;
+    - ``"bits"``: hard masks packed 1 bit per coordinate, (ceil(n / 8),) uint8
+      (``reference.pack_mask_ref``); bool masks are packed, packed masks kept;
+    - ``"uint8"``: soft weights quantised to q / 255 (``reference.quantize_saliency_ref``,
+      which keeps every nonzero weight nonzero); float weights are quantised, uint8 kept.
+
+    The caller's tensors are never modified.
+    """
+    if storage not in SALIENCY_STORAGES:
+        raise ValueError(f"saliency_storage must be one of {SALIENCY_STORAGES}, got {storage!r}")
     if len(saliency) != len(params):
         raise ValueError(f"saliency must have one tensor per parameter: got {len(saliency)} for {len(params)} parameters")
-    for i, (p, w) in enumerate(zip(params, saliency)):
-        if not isinstance(w, torch.Tensor):
-            raise TypeError(f"saliency[{i}] must be a tensor, got {type(w).__name__}")
-        if w.shape != p.shape:
-            raise ValueError(f"saliency[{i}] has shape {tuple(w.shape)} but its parameter has shape {tuple(p.shape)}")
-        if w.device != p.device:
-            raise ValueError(f"saliency[{i}] is on {w.device} but its parameter is on {p.device}")
-        if w.dtype == torch.bool:
-            continue
-        if not w.is_floating_point():
-            raise TypeError(f"saliency[{i}] must be bool (hard mask) or floating (soft weights in [0, 1]), got {w.dtype}")
-        if w.numel() and not bool(((w >= 0) & (w <= 1)).all()):
-            raise ValueError(f"saliency[{i}] has values outside [0, 1] (or NaN): min {w.min().item()}, max {w.max().item()}")
+    return [_store_one(i, p, w, storage) for i, (p, w) in enumerate(zip(params, saliency))]
+
+
+def dense_saliency(saliency: torch.Tensor, storage: str, shape) -> torch.Tensor:
+    """A stored saliency tensor as the bool mask or float weights of ``shape`` it stands for."""
+    if storage == "bits":
+        return unpack_mask_ref(saliency, shape)
+    if storage == "uint8":
+        return dequantize_saliency_ref(saliency)
+    return saliency
+
+
+def _state_dtype(param: torch.Tensor) -> torch.dtype:
+    """Optimizer state is fp32 for fp16/bf16 parameters (no master copy: the parameter is
+    rounded once per step), and the parameter's dtype otherwise."""
+    return torch.float32 if param.dtype in (torch.float16, torch.bfloat16) else param.dtype
 
 
 class _MaskedOptimizer(torch.optim.Optimizer):
-    """Stores each group's saliency list beside its params, so state_dict() carries it."""
+    """Stores each group's saliency list (in its ``saliency_storage`` form) beside its params,
+    so state_dict() carries it."""
 
     _op_name: str
     _implementations: dict
 
-    def __init__(self, params: Iterable, saliency: Sequence[torch.Tensor], defaults: dict, backend: str | None):
-        super().__init__(params, defaults)
+    def __init__(self, params: Iterable, saliency: Sequence[torch.Tensor], defaults: dict, backend: str | None,
+                 saliency_storage: str):
+        super().__init__(params, dict(defaults, saliency_storage=saliency_storage))
         all_params = [p for group in self.param_groups for p in group["params"]]
-        saliency = list(saliency)
-        validate_saliency(all_params, saliency)
+        saliency = store_saliency(all_params, list(saliency), saliency_storage)
         start = 0
         for group in self.param_groups:
             group["saliency"] = saliency[start : start + len(group["params"])]
@@ -85,16 +140,19 @@ class _MaskedOptimizer(torch.optim.Optimizer):
         return loss
 
 
-def _sgd_torch(params, grads, saliencies, buffers, *, lr, momentum, weight_decay, nesterov):
+def _sgd_torch(params, grads, saliencies, buffers, *, lr, momentum, weight_decay, nesterov, storage):
     return [
-        masked_sgd_step_ref(p, g, w, b, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        masked_sgd_step_ref(p, g, dense_saliency(w, storage, p.shape), b, lr=lr, momentum=momentum,
+                            weight_decay=weight_decay, nesterov=nesterov)
         for p, g, w, b in zip(params, grads, saliencies, buffers)
     ]
 
 
-def _adamw_torch(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay):
+def _adamw_torch(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay,
+                 storage):
     for p, g, w, m, v, k in zip(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps):
-        masked_adamw_step_ref(p, g, w, m, v, k, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+        masked_adamw_step_ref(p, g, dense_saliency(w, storage, p.shape), m, v, k, lr=lr, beta1=beta1, beta2=beta2,
+                              eps=eps, weight_decay=weight_decay)
 
 
 class MaskedSGD(_MaskedOptimizer):
@@ -110,20 +168,20 @@ class MaskedSGD(_MaskedOptimizer):
                         "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").masked_sgd_cpp}
 
     def __init__(self, params, saliency, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                 nesterov: bool = False, backend: str | None = None):
+                 nesterov: bool = False, backend: str | None = None, saliency_storage: str = "dense"):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
         if nesterov and momentum <= 0:
             raise ValueError("nesterov=True needs momentum > 0")
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-        super().__init__(params, saliency, defaults, backend)
+        super().__init__(params, saliency, defaults, backend, saliency_storage)
 
     def _step_group(self, group, live):
         params, grads, saliencies = (list(t) for t in zip(*live))
         buffers = [self.state[p].get("momentum_buffer") for p in params]
         new_buffers = self._implementation(params[0].device)(
             params, grads, saliencies, buffers, lr=group["lr"], momentum=group["momentum"],
-            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+            weight_decay=group["weight_decay"], nesterov=group["nesterov"], storage=group["saliency_storage"],
         )
         if group["momentum"] != 0:
             for p, b in zip(params, new_buffers):
@@ -143,13 +201,14 @@ class MaskedAdamW(_MaskedOptimizer):
                         "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").masked_adamw_cpp}
 
     def __init__(self, params, saliency, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, backend: str | None = None):
+                 eps: float = 1e-8, weight_decay: float = 1e-2, backend: str | None = None,
+                 saliency_storage: str = "dense"):
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise ValueError(f"lr, eps and weight_decay must be >= 0, got {lr}, {eps}, {weight_decay}")
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"betas must lie in [0, 1), got {betas}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-        super().__init__(params, saliency, defaults, backend)
+        super().__init__(params, saliency, defaults, backend, saliency_storage)
 
     def _step_group(self, group, live):
         params, grads, saliencies = (list(t) for t in zip(*live))
@@ -157,8 +216,8 @@ class MaskedAdamW(_MaskedOptimizer):
             state = self.state[p]
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg"] = torch.zeros_like(p, dtype=_state_dtype(p), memory_format=torch.contiguous_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, dtype=_state_dtype(p), memory_format=torch.contiguous_format)
             state["step"] += 1
         beta1, beta2 = group["betas"]
         self._implementation(params[0].device)(
@@ -166,4 +225,5 @@ class MaskedAdamW(_MaskedOptimizer):
             [self.state[p]["exp_avg"] for p in params], [self.state[p]["exp_avg_sq"] for p in params],
             [self.state[p]["step"] for p in params],
             lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+            storage=group["saliency_storage"],
         )

@@ -18,6 +18,10 @@ __all__ = [
     "masked_adamw_step_ref",
     "saliency_threshold_ref",
     "saliency_from_scores_ref",
+    "pack_mask_ref",
+    "unpack_mask_ref",
+    "quantize_saliency_ref",
+    "dequantize_saliency_ref",
     "forgetting_loss_ref",
 ]
 
@@ -58,6 +62,36 @@ def _as_weight(saliency: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return saliency.to(like.dtype)
 
 
+def pack_mask_ref(mask: torch.Tensor) -> torch.Tensor:
+    """Bit-pack a bool mask: (ceil(n / 8),) uint8, bit j of byte i = mask.flatten()[8 i + j]
+    (least significant bit first); the padding bits of the last byte are 0."""
+    flat = mask.reshape(-1).to(torch.uint8)
+    padded = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)]).reshape(-1, 8)
+    bit_values = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
+    return (padded * bit_values).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_mask_ref(bits: torch.Tensor, shape) -> torch.Tensor:
+    """Inverse of ``pack_mask_ref``: the bool mask of ``shape``."""
+    numel = math.prod(shape)
+    bit_positions = torch.arange(8, dtype=torch.uint8, device=bits.device)
+    unpacked = (bits.reshape(-1, 1) >> bit_positions) & 1  # (bytes, 8)
+    return unpacked.reshape(-1)[:numel].bool().reshape(shape)
+
+
+def quantize_saliency_ref(weights: torch.Tensor) -> torch.Tensor:
+    """Soft weights in [0, 1] to uint8: q = floor(255 w + 1/2), raised to 1 where w > 0,
+    so that quantisation keeps the set of frozen coordinates (w == 0 iff q == 0)."""
+    q = torch.floor(weights.float() * 255 + 0.5).clamp(0, 255)
+    q = torch.where(weights > 0, q.clamp(min=1), q)
+    return q.to(torch.uint8)
+
+
+def dequantize_saliency_ref(q: torch.Tensor) -> torch.Tensor:
+    """uint8 saliency back to float32 weights: w = q / 255."""
+    return q.float() / 255
+
+
 @torch.no_grad()
 def masked_sgd_step_ref(
     param: torch.Tensor,
@@ -77,9 +111,12 @@ def masked_sgd_step_ref(
         u = d + mu * buf if nesterov else buf;  p <- p - lr * w * u.
     Coordinates with w == 0 keep their parameter and buffer bit for bit.
     ``momentum_buffer`` is None on the first step; the (new) buffer is returned,
-    None when momentum == 0.
+    None when momentum == 0. fp16/bf16 parameters are stepped in fp32 with an fp32
+    buffer and rounded once when stored.
     """
     active = saliency > 0
+    stored = param
+    param, grad = param.to(_accumulation_dtype(param)), grad.to(_accumulation_dtype(param))
     d = grad.add(param, alpha=weight_decay) if weight_decay != 0 else grad
     if momentum != 0:
         if momentum_buffer is None:
@@ -93,7 +130,7 @@ def masked_sgd_step_ref(
         stepped = param.add(update, alpha=-lr)
     else:
         stepped = param - lr * (_as_weight(saliency, param) * update)
-    param.copy_(torch.where(active, stepped, param))
+    stored.copy_(torch.where(active, stepped, param))
     return momentum_buffer
 
 
@@ -119,9 +156,12 @@ def masked_adamw_step_ref(
         p <- p - lr * w * (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps).
     Coordinates with w == 0 keep parameter, m and v bit for bit. The op order follows
     torch.optim.AdamW (single-tensor path) so that w == 1 reproduces it exactly.
+    fp16/bf16 parameters are stepped in fp32 with fp32 m and v, rounded once when stored.
     """
     active = saliency > 0
     hard = saliency.dtype == torch.bool
+    stored = param
+    param, grad = param.to(_accumulation_dtype(param)), grad.to(_accumulation_dtype(param))
     if hard:
         decayed = param.mul(1 - lr * weight_decay)
     else:
@@ -137,7 +177,7 @@ def masked_adamw_step_ref(
         stepped = decayed.addcdiv(exp_avg, denom, value=-step_size)
     else:
         stepped = decayed - step_size * (_as_weight(saliency, param) * (exp_avg / denom))
-    param.copy_(torch.where(active, stepped, param))
+    stored.copy_(torch.where(active, stepped, param))
 
 
 def keep_count(num_scores: int, ratio: float) -> int:
@@ -157,12 +197,15 @@ def saliency_threshold_ref(scores: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def saliency_from_scores_ref(
-    scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft", sharpness: float = 1.0
+    scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft", sharpness: float = 1.0,
+    storage: str = "dense",
 ) -> list[torch.Tensor]:
     """Turn accumulated |grad| scores into saliency, one tensor per parameter.
 
     hard: m = 1[g >= t]  (bool).  soft: s = clamp(g / t, 0, 1) ** sharpness  (float32),
     where t is the global top-``ratio`` threshold over all coordinates of all tensors.
+    ``storage="bits"`` packs hard masks (``pack_mask_ref``); ``"uint8"`` quantises soft
+    weights (``quantize_saliency_ref``).
     """
     threshold = saliency_threshold_ref(torch.cat([s.reshape(-1).float() for s in scores]), ratio)
     out = []
@@ -173,6 +216,10 @@ def saliency_from_scores_ref(
         else:
             soft = torch.where(g >= threshold, torch.ones_like(g), g / threshold)
             out.append(soft.clamp(0, 1) ** sharpness)
+    if storage == "bits":
+        return [pack_mask_ref(m) for m in out]
+    if storage == "uint8":
+        return [quantize_saliency_ref(w) for w in out]
     return out
 
 

@@ -3,8 +3,13 @@
 g = | sum over forget batches of grad_theta CE(f_theta(x), y) |  (eval mode, eval transform,
 raw gradients accumulated, abs taken once at the end). t = global top-``ratio`` threshold.
 hard: m = 1[g >= t];  soft: s = clamp(g / t, 0, 1) ** sharpness.
+Storage: ``"dense"`` (bool masks, float32 weights), ``"bits"`` (hard masks packed 1 bit per
+coordinate) or ``"uint8"`` (soft weights quantised to q / 255); the masked optimizers take all
+three (``saliency_storage=``).
 """
 from __future__ import annotations
+
+import importlib
 
 import torch
 import torch.nn.functional as F
@@ -13,10 +18,25 @@ from tqdm.auto import tqdm
 
 from . import backends, distributed
 from .data import as_loader
-from .reference import saliency_from_scores_ref
-from .validation import check_fraction
+from .reference import keep_count, saliency_from_scores_ref
+from .validation import check_finite, check_fraction
 
-_SALIENCY_IMPLEMENTATIONS = {"torch": lambda: saliency_from_scores_ref}
+_STORAGES = {"hard": ("dense", "bits"), "soft": ("dense", "uint8")}
+
+
+def _fused(module: str, name: str):
+    """A fused saliency implementation, called with the keep count instead of the ratio."""
+    def run(scores, ratio, mode, sharpness, storage):
+        keep = keep_count(sum(s.numel() for s in scores), ratio)
+        return getattr(importlib.import_module(module), name)(scores, keep, mode, sharpness, storage)
+    return run
+
+
+_SALIENCY_IMPLEMENTATIONS = {
+    "triton": lambda: _fused("wsscl_fast.kernels.saliency_select", "saliency_from_scores_triton"),
+    "cpp": lambda: _fused("wsscl_fast.cpp_ops", "saliency_from_scores_cpp"),
+    "torch": lambda: saliency_from_scores_ref,
+}
 
 
 def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool = False,
@@ -52,23 +72,31 @@ def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool
 
 
 def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft",
-                         sharpness: float = 1.0, backend: str | None = None) -> list[torch.Tensor]:
-    """Global top-``ratio`` threshold over all ``scores``, then hard masks or soft weights."""
+                         sharpness: float = 1.0, backend: str | None = None,
+                         storage: str = "dense") -> list[torch.Tensor]:
+    """Global top-``ratio`` threshold over all ``scores`` (radix select on the fused
+    backends), then hard masks or soft weights in ``storage`` form."""
     check_fraction("ratio", ratio)
-    if mode not in ("soft", "hard"):
+    if mode not in _STORAGES:
         raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
+    if storage not in _STORAGES[mode]:
+        raise ValueError(f"storage must be one of {_STORAGES[mode]} for mode={mode!r}, got {storage!r}")
     if sharpness <= 0:
         raise ValueError(f"sharpness must be > 0, got {sharpness}")
     if not scores or sum(s.numel() for s in scores) == 0:
         raise ValueError("scores is empty: the model has no parameters")
+    for i, s in enumerate(scores):
+        check_finite(f"scores[{i}]", s)
     _, fn = backends.resolve("saliency", scores[0].device, _SALIENCY_IMPLEMENTATIONS, backend)
-    return fn(scores, ratio, mode, sharpness)
+    return fn(scores, ratio, mode, sharpness, storage)
 
 
 def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", sharpness: float = 1.0,
-                     device=None, progress: bool = False, backend: str | None = None) -> list[torch.Tensor]:
+                     device=None, progress: bool = False, backend: str | None = None,
+                     storage: str = "dense") -> list[torch.Tensor]:
     """Saliency tensors aligned with ``model.parameters()``: bool (``mode="hard"``) or
-    float32 in [0, 1] (``mode="soft"``). ``forget`` is a Dataset or DataLoader of (x, y).
+    float32 in [0, 1] (``mode="soft"``); packed bits or uint8 with ``storage="bits"`` /
+    ``"uint8"``. ``forget`` is a Dataset or DataLoader of (x, y).
 
     >>> from wsscl_fast.models import SmallCNN
     >>> from torch.utils.data import TensorDataset
@@ -79,4 +107,4 @@ def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "
     True
     """
     scores = forget_gradient_scores(model, forget, device=device, progress=progress)
-    return saliency_from_scores(scores, ratio, mode, sharpness, backend)
+    return saliency_from_scores(scores, ratio, mode, sharpness, backend, storage)

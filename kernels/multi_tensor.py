@@ -1,0 +1,51 @@
+"""Multi-tensor apply for Triton: one launch over a list of tensors through a pointer table.
+
+The launcher writes one row of addresses per tensor (its parameter, gradient, state, ...) and
+cuts every tensor into BLOCK-element chunks; program k looks up chunk k's tensor and start in
+``chunk_tensor`` / ``chunk_start`` and works on those elements. The tensors stay where their
+owner keeps them; the table costs one small host-to-device copy per launch.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+
+def interpreted() -> bool:
+    """True when Triton runs under the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@triton.jit
+def chunk_of(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, chunk, BLOCK: tl.constexpr, FIELDS: tl.constexpr):
+    """(tensor index, element offsets, in-range mask, address of the tensor's table row) of ``chunk``."""
+    tensor = tl.load(CHUNK_TENSOR + chunk)
+    offsets = tl.load(CHUNK_START + chunk) + tl.arange(0, BLOCK)
+    in_range = offsets < tl.load(NUMEL + tensor)
+    return tensor, offsets, in_range, TABLE + tensor * FIELDS
+
+
+def chunk_table(tensors, rows, block: int):
+    """Pointer table and chunk map for ``tensors``, on their device.
+
+    ``rows[i]`` lists the tensors whose addresses make up tensor i's table row. Returns
+    (table (T, F) int64, chunk -> tensor int32, chunk -> start int64, numel per tensor int64,
+    number of chunks).
+    """
+    device = tensors[0].device
+    numels = [t.numel() for t in tensors]
+    chunk_tensor = [i for i, n in enumerate(numels) for _ in range(triton.cdiv(n, block))]
+    chunk_start = [s for n in numels for s in range(0, n, block)]
+    table = torch.tensor([[t.data_ptr() for t in row] for row in rows], dtype=torch.int64)
+    as_device = lambda values, dtype: torch.tensor(values, dtype=dtype).to(device, non_blocking=True)  # noqa: E731
+    return (table.to(device, non_blocking=True), as_device(chunk_tensor, torch.int32),
+            as_device(chunk_start, torch.int64), as_device(numels, torch.int64), len(chunk_tensor))
+
+
+def contiguous(tensors):
+    """(contiguous versions, [(original, copy)] for the ones that had to be copied)."""
+    out = [t if t.is_contiguous() else t.contiguous() for t in tensors]
+    return out, [(a, b) for a, b in zip(tensors, out) if a is not b]
