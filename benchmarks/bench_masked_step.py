@@ -4,9 +4,12 @@ GPU mode (default with CUDA): ResNet-18 (62 tensors, 11.7M parameters) and a fla
 masked AdamW / SGD-momentum (fused Triton, one launch) against torch.optim.AdamW(fused=True)
 and foreach=True, and SGD foreach, each with grad.mul_(mask) first. Median CUDA-event time per
 step and the bandwidth floor: bytes that must move (AdamW: read p, g, m, v, 1-byte mask; write
-p, m, v) over the device-to-device copy rate measured in the same run.
+p, m, v) over the device-to-device copy rate measured in the same run. Also the bit-packed
+mask and bf16 parameters, and the saliency threshold (radix select) for 350M scores against
+torch.kthvalue on the same tensor.
 CPU mode (--cpu): the C++ step against torch.optim.AdamW(foreach=True) plus mask multiply at
-10M parameters, with a check that both give the same numbers.
+10M parameters, with a check that both give the same numbers; the C++ threshold against
+torch.kthvalue.
 
     python benchmarks/bench_masked_step.py          # GPU
     python benchmarks/bench_masked_step.py --cpu    # CPU
@@ -24,6 +27,7 @@ from bench_infonce import cuda_median_ms  # noqa: E402
 from common import REPO, environment, median_time, write_json  # noqa: E402
 
 from wsscl_fast import MaskedAdamW, MaskedSGD  # noqa: E402
+from wsscl_fast.reference import keep_count  # noqa: E402
 
 
 def resnet18_shapes():
@@ -32,11 +36,11 @@ def resnet18_shapes():
     return [p.shape for p in resnet18(num_classes=10).parameters()]
 
 
-def make_problem(shapes, device, seed=0):
+def make_problem(shapes, device, seed=0, dtype=torch.float32):
     g = torch.Generator(device=device).manual_seed(seed)
-    params = [torch.randn(s, device=device, generator=g).requires_grad_(True) for s in shapes]
+    params = [torch.randn(s, device=device, generator=g).to(dtype).requires_grad_(True) for s in shapes]
     for p in params:
-        p.grad = torch.randn(p.shape, device=device, generator=g)
+        p.grad = torch.randn(p.shape, device=device, generator=g).to(dtype)
     masks = [torch.rand(p.shape, device=device, generator=g) < 0.5 for p in params]
     return params, masks
 
@@ -58,6 +62,28 @@ def copy_bandwidth(device) -> float:
     return 2 * x.numel() * 4 / (ms * 1e-3)
 
 
+def threshold_case(numel: int, device: torch.device, time_fn) -> dict:
+    """Top-50% threshold of ``numel`` |gradient|-like scores: fused radix select against
+    torch.kthvalue on the same tensor; the values must be identical."""
+    scores = torch.randn(numel, device=device, generator=torch.Generator(device=device).manual_seed(0)).abs_()
+    k = keep_count(numel, 0.5)
+    if device.type == "cuda":
+        from wsscl_fast.kernels.saliency_select import saliency_threshold_triton
+
+        ours = lambda: saliency_threshold_triton([scores], k)  # noqa: E731
+    else:
+        from wsscl_fast.backends import cpp_extension
+
+        ours = lambda: torch.tensor(cpp_extension().saliency_threshold([scores], k))  # noqa: E731
+    theirs = lambda: torch.kthvalue(scores, numel - k + 1).values  # noqa: E731
+    same = bool(torch.equal(ours().cpu(), theirs().cpu()))
+    row = dict(problem=f"threshold_{numel // 1_000_000}M", numel=numel, same_value_as_kthvalue=same,
+               ms={"radix_select": time_fn(ours), "torch.kthvalue": time_fn(theirs)})
+    row["speedup"] = row["ms"]["torch.kthvalue"] / row["ms"]["radix_select"]
+    print(row)
+    return row
+
+
 def gpu(out: Path) -> dict:
     device = torch.device("cuda")
     bandwidth = copy_bandwidth(device)
@@ -67,6 +93,7 @@ def gpu(out: Path) -> dict:
         row = dict(problem=label, tensors=len(shapes), numel=numel, ms={})
         cases = {
             "fused_adamw": lambda p, m: MaskedAdamW(p, m, lr=1e-3, backend="triton").step,
+            "fused_adamw_bits": lambda p, m: MaskedAdamW(p, m, lr=1e-3, backend="triton", saliency_storage="bits").step,
             "torch_fused_adamw+mask": lambda p, m: torch_masked_step(torch.optim.AdamW(p, lr=1e-3, fused=True), p, m),
             "torch_foreach_adamw+mask": lambda p, m: torch_masked_step(torch.optim.AdamW(p, lr=1e-3, foreach=True), p, m),
             "fused_sgd": lambda p, m: MaskedSGD(p, m, lr=0.01, momentum=0.9, weight_decay=5e-4, backend="triton").step,
@@ -78,15 +105,22 @@ def gpu(out: Path) -> dict:
             row["ms"][name] = cuda_median_ms(make(params, masks))
             del params, masks
             torch.cuda.empty_cache()
+        params, masks = make_problem(shapes, device, dtype=torch.bfloat16)
+        row["ms"]["fused_adamw_bf16_params"] = cuda_median_ms(MaskedAdamW(params, masks, lr=1e-3, backend="triton").step)
+        del params, masks
+        torch.cuda.empty_cache()
         adamw_bytes = numel * (4 * 4 + 1 + 3 * 4)  # read p g m v + mask, write p m v
         sgd_bytes = numel * (3 * 4 + 1 + 2 * 4)  # read p g buf + mask, write p buf
         row["adamw_floor_ms"] = adamw_bytes / bandwidth * 1e3
+        row["adamw_bits_floor_ms"] = (adamw_bytes - numel * 7 / 8) / bandwidth * 1e3
         row["sgd_floor_ms"] = sgd_bytes / bandwidth * 1e3
         row["adamw_over_floor"] = row["ms"]["fused_adamw"] / row["adamw_floor_ms"]
+        row["adamw_bits_over_floor"] = row["ms"]["fused_adamw_bits"] / row["adamw_bits_floor_ms"]
         row["sgd_over_floor"] = row["ms"]["fused_sgd"] / row["sgd_floor_ms"]
         row["adamw_speedup_vs_torch_fused"] = row["ms"]["torch_fused_adamw+mask"] / row["ms"]["fused_adamw"]
         results.append(row)
         print(row)
+    results.append(threshold_case(350_000_000, device, lambda fn: cuda_median_ms(fn, repeats=5)))
     return dict(copy_bandwidth_GBps=bandwidth / 1e9, results=results)
 
 
@@ -104,10 +138,15 @@ def cpu(numel: int) -> dict:
     same = all(torch.allclose(a[m], b[m], rtol=1e-6, atol=1e-7) for a, b, m in zip(params, reference, masks))
     fused_s = median_time(ours.step, repeats=10)
     torch_s = median_time(torch_masked_step(theirs, reference, masks), repeats=10)
-    row = dict(problem=f"flat_{numel // 1_000_000}M", numel=numel, ms={"fused_cpp_adamw": fused_s * 1e3,
-               "torch_foreach_adamw+mask": torch_s * 1e3}, speedup=torch_s / fused_s, same_salient_numbers_after_one_step=same)
+    packed = MaskedAdamW(params, masks, lr=1e-3, backend="cpp", saliency_storage="bits")
+    bits_s = median_time(packed.step, repeats=10)
+    row = dict(problem=f"flat_{numel // 1_000_000}M", numel=numel,
+               ms={"fused_cpp_adamw": fused_s * 1e3, "fused_cpp_adamw_bits": bits_s * 1e3,
+                   "torch_foreach_adamw+mask": torch_s * 1e3},
+               speedup=torch_s / fused_s, same_salient_numbers_after_one_step=same)
     print(row)
-    return dict(results=[row])
+    threshold = threshold_case(numel, torch.device("cpu"), lambda fn: median_time(fn, repeats=5) * 1e3)
+    return dict(results=[row, threshold])
 
 
 def main(argv=None) -> int:

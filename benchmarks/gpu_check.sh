@@ -1,16 +1,44 @@
 #!/usr/bin/env bash
 # The one prepared script for a GPU session (device tool): CUDA tests, then the benchmarks,
 # everything written under $OUT. Run from the repository root, e.g.
-#   run(command="bash benchmarks/gpu_check.sh", carry=["carry"], timeout_s=540)
-# where carry/ holds a copy of ../shared/data/cifar10 (git-ignored) if the quality runs need it.
+#   run(command="bash benchmarks/gpu_check.sh", carry=["carry", ".whl"], timeout_s=590)
+# carry/cifar10/ holds train.zip and test.zip copied from ../shared/data/cifar10 (git-ignored),
+# .whl/ holds Inf-CL's wheel (README, "GPU session"). STAGES picks the stages, so that the work
+# can be split over two calls within the 10-minute call limit, e.g.
+#   STAGES="tests masked infonce" bash benchmarks/gpu_check.sh      # about 6 minutes
+#   STAGES="unlearn" bash benchmarks/gpu_check.sh                   # about 5 minutes
 set -u
 OUT=${OUT:-/tmp/wsscl_gpu_out}
 mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
 export WSSCL_CIFAR10=${WSSCL_CIFAR10:-$PWD/carry/cifar10}
-python3 -m pip install -q --no-build-isolation -e . > "$OUT/install.log" 2>&1 || echo "install failed (see install.log)"
-nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
-timeout 200 python3 -m pytest -q -x tests/test_infonce.py tests/test_optim.py > "$OUT/pytest_cuda.log" 2>&1
-echo "pytest rc=$?" >> "$OUT/pytest_cuda.log"
-timeout 150 python3 benchmarks/bench_infonce.py --out "$OUT" > "$OUT/bench_infonce.log" 2>&1
-timeout 120 python3 benchmarks/bench_masked_step.py --out "$OUT" > "$OUT/bench_masked_step.log" 2>&1
-ls -la "$OUT"
+export WSSCL_CACHE=${WSSCL_CACHE:-/tmp/wsscl_cache}
+STAGES=${STAGES:-tests masked infonce unlearn}
+log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu_check.log"; }
+
+if ls .whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+log "install"
+python3 -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || log "install failed (install.log)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
+for stage in $STAGES; do
+  log "stage $stage"
+  case $stage in
+    tests)
+      timeout 200 python3 -m pytest -q -x -p no:cacheprovider tests/test_infonce.py tests/test_optim.py \
+        tests/test_saliency_select.py tests/test_fast_path.py > "$OUT/pytest_cuda.log" 2>&1
+      log "pytest rc=$?" ;;
+    masked)
+      timeout 120 python3 benchmarks/bench_masked_step.py --out "$OUT" > "$OUT/bench_masked_step.log" 2>&1
+      log "bench_masked_step rc=$?" ;;
+    infonce)
+      timeout 170 python3 benchmarks/bench_infonce.py --out "$OUT" > "$OUT/bench_infonce.log" 2>&1
+      log "bench_infonce rc=$?" ;;
+    unlearn)
+      timeout 330 python3 benchmarks/bench_unlearn.py --out "$OUT" ${UNLEARN_ARGS:-} > "$OUT/bench_unlearn.log" 2>&1
+      log "bench_unlearn rc=$?" ;;
+    *) log "unknown stage $stage" ;;
+  esac
+done
+ls -la "$OUT" | tee -a "$OUT/gpu_check.log"

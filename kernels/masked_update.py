@@ -3,7 +3,7 @@ r"""Saliency-masked SGD and AdamW steps in Triton: one launch per step for a who
 Multi-tensor apply over a pointer table (``multi_tensor.py``): each table row holds a tensor's
 parameter, gradient, saliency and state addresses. The parameters stay where the model keeps
 them (no flat-buffer re-pointing, which would break user code that holds parameter references
-or sets grads to None); the table costs one small host-to-device copy per step.
+or sets grads to None); the table costs one small asynchronous host-to-device copy per step.
 
 Semantics (../shared/METHOD.md), for each coordinate with saliency w > 0:
     SGD:   d = g + wd p;  buf = mu buf + d;  u = d + mu buf (Nesterov) or buf;  p -= lr w u
@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .multi_tensor import chunk_of, chunk_table, contiguous, interpreted
+from .multi_tensor import chunk_of, chunk_table, contiguous, interpreted, to_device
 
 DENSE_SALIENCY_KINDS = {torch.bool: "bool", torch.float32: "float32", torch.bfloat16: "bfloat16"}
 PARAM_KINDS = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -183,8 +183,8 @@ def masked_adamw_triton(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps,
     table, chunk_tensor, chunk_start, numel, chunks = chunk_table(
         work, list(zip(work, grads, saliencies, exp_avgs, exp_avg_sqs)), block)
     device = work[0].device
-    step_size = torch.tensor([lr / (1 - beta1**k) for k in steps], dtype=torch.float32).to(device, non_blocking=True)
-    bc2_sqrt = torch.tensor([(1 - beta2**k) ** 0.5 for k in steps], dtype=torch.float32).to(device, non_blocking=True)
+    step_size = to_device([lr / (1 - beta1**k) for k in steps], torch.float32, device)
+    bc2_sqrt = to_device([(1 - beta2**k) ** 0.5 for k in steps], torch.float32, device)
     _masked_adamw_kernel[(chunks,)](table, chunk_tensor, chunk_start, numel, step_size, bc2_sqrt, lr * weight_decay,
                                     1 - beta1, beta2, 1 - beta2, eps, SALIENCY=kind, PARAM=param_kind, BLOCK=block)
     for original, new in copied:

@@ -7,6 +7,7 @@ owner keeps them; the table costs one small host-to-device copy per launch.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -28,6 +29,25 @@ def chunk_of(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, chunk, BLOCK: tl.constexpr
     return tensor, offsets, in_range, TABLE + tensor * FIELDS
 
 
+@functools.lru_cache(maxsize=64)
+def _chunk_map(numels: tuple[int, ...], block: int, device: torch.device):
+    """(chunk -> tensor, chunk -> start, numel per tensor) on ``device``; the same list of
+    shapes gets the same device tensors on every step."""
+    chunk_tensor = [i for i, n in enumerate(numels) for _ in range(triton.cdiv(n, block))]
+    chunk_start = [s for n in numels for s in range(0, n, block)]
+    return (to_device(chunk_tensor, torch.int32, device), to_device(chunk_start, torch.int64, device),
+            to_device(list(numels), torch.int64, device), len(chunk_tensor))
+
+
+def to_device(values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list on ``device`` without a host sync: staged in pinned memory on CUDA
+    (a copy from pageable memory would wait for the stream)."""
+    host = torch.tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return host
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 def chunk_table(tensors, rows, block: int):
     """Pointer table and chunk map for ``tensors``, on their device.
 
@@ -36,13 +56,8 @@ def chunk_table(tensors, rows, block: int):
     number of chunks).
     """
     device = tensors[0].device
-    numels = [t.numel() for t in tensors]
-    chunk_tensor = [i for i, n in enumerate(numels) for _ in range(triton.cdiv(n, block))]
-    chunk_start = [s for n in numels for s in range(0, n, block)]
-    table = torch.tensor([[t.data_ptr() for t in row] for row in rows], dtype=torch.int64)
-    as_device = lambda values, dtype: torch.tensor(values, dtype=dtype).to(device, non_blocking=True)  # noqa: E731
-    return (table.to(device, non_blocking=True), as_device(chunk_tensor, torch.int32),
-            as_device(chunk_start, torch.int64), as_device(numels, torch.int64), len(chunk_tensor))
+    table = to_device([[t.data_ptr() for t in row] for row in rows], torch.int64, device)
+    return (table, *_chunk_map(tuple(t.numel() for t in tensors), block, device))
 
 
 def contiguous(tensors):

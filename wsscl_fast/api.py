@@ -10,6 +10,7 @@ from torch import nn
 
 from . import distributed
 from .config import TrainConfig
+from .execution import Execution
 from .methods import MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
 
@@ -27,9 +28,9 @@ class UnlearnResult:
     info: dict = field(default_factory=dict)
 
 
-def _loader(name: str, data, batch_size: int, seed: int):
+def _loader(name: str, data, batch_size: int, seed: int, device):
     try:
-        return distributed.loader(data, batch_size, shuffle=True, seed=seed)
+        return distributed.loader(data, batch_size, shuffle=True, seed=seed, device=device)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
 
@@ -37,7 +38,7 @@ def _loader(name: str, data, batch_size: int, seed: int):
 def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, test=None,
             forgotten_test=None, holdout=None, train_config: TrainConfig | None = None, device=None,
             seed: int = 0, inplace: bool = False, progress: bool = True, backend: str | None = None,
-            run_state=None) -> UnlearnResult:
+            run_state=None, execution: Execution | None = None) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model``, keeping ``retain``.
 
     ``forget`` and ``retain`` are Datasets or DataLoaders of (image, label) with the eval
@@ -47,7 +48,9 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     With ``test`` the result carries UA/RA/TA/MIA; ``holdout`` (default: ``test``) is the
     unseen data that WSS-CL's ``kl_bound="auto"`` calibrates on. The caller's model is
     copied unless ``inplace=True``. ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`)
-    checkpoints at epoch boundaries and resumes a run that was stopped.
+    checkpoints at epoch boundaries and resumes a run that was stopped. ``execution``
+    (:class:`~wsscl_fast.execution.Execution`) picks the reference or the fast path; the
+    default is the fast path on CUDA (on-device data, bf16 autocast) and the reference on CPU.
 
     Under ``torchrun`` (a process group initialised, e.g. by ``distributed.init_from_env``),
     Datasets are sharded over the ranks (each global batch split between them), the model is
@@ -66,14 +69,17 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     if not isinstance(config, spec.config_class):
         raise TypeError(f"method {method!r} takes a {spec.config_class.__name__}, got {type(config).__name__}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    forget_loader = _loader("forget", forget, config.batch_size, seed)
-    retain_loader = _loader("retain", retain, config.batch_size, seed + 1)
+    execution = execution or Execution.default_for(device)
+    batches_on = device if execution.device_data else None
+    forget_loader = _loader("forget", forget, config.batch_size, seed, batches_on)
+    retain_loader = _loader("retain", retain, config.batch_size, seed + 1, batches_on)
 
     target = model if inplace else copy.deepcopy(model)
-    target.to(device)
+    execution.prepare_model(target.to(device))
     ctx = MethodContext(device=device, seed=seed, progress=progress and distributed.is_main(), backend=backend,
                         holdout=holdout if holdout is not None else test,
-                        train_config=train_config or TrainConfig(), run_state=run_state)
+                        train_config=train_config or TrainConfig(), run_state=run_state, execution=execution)
+    ctx.info["execution"] = execution.to_dict()
     if run_state is not None:
         run_state.track_loader(forget_loader)
         run_state.track_loader(retain_loader)
@@ -92,7 +98,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
 
 def compare(model: nn.Module, scenario, methods=("ft", "ga", "rl", "salun", "l1_sparse", "wsscl"), configs=None,
             *, train_config: TrainConfig | None = None, device=None, seed: int = 0, progress: bool = True,
-            backend: str | None = None) -> list[dict]:
+            backend: str | None = None, execution: Execution | None = None) -> list[dict]:
     """Run Retrain and ``methods`` on one :class:`~wsscl_fast.data.ForgetScenario`.
 
     Returns one row per method (the original model and Retrain first) with UA, RA, TA, MIA,
@@ -101,7 +107,7 @@ def compare(model: nn.Module, scenario, methods=("ft", "ga", "rl", "salun", "l1_
     configs = dict(configs or {})
     configs.setdefault("retrain", train_config or TrainConfig())
     common = dict(test=scenario.test, forgotten_test=scenario.forgotten_test, device=device, seed=seed,
-                  progress=progress, backend=backend, train_config=train_config)
+                  progress=progress, backend=backend, train_config=train_config, execution=execution)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     original = evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test, device)
     rows = [dict(method="original", seed=seed, **original, RTE=0.0, timings={}, config={})]

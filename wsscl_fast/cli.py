@@ -15,6 +15,7 @@ from . import distributed
 from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
 from .data import load_bundle, make_scenario
+from .execution import Execution
 from .metrics import evaluate_unlearning, predict_split
 from .recipes import ALL_METHODS, apply_overrides, recipe_for
 from .record import build_record, verify_record, weights_digest, write_record
@@ -29,6 +30,21 @@ def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and unlearning (default: %(default)s)")
     parser.add_argument("--out", default=out_default, help="output directory (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--execution", choices=("auto", "fast", "reference"), default="auto",
+                        help="fast: on-device data and bf16 autocast; reference: DataLoader, fp32 "
+                             "(default: fast on CUDA, reference on CPU)")
+    parser.add_argument("--channels-last", action="store_true", help="fast path: NHWC model and inputs")
+    parser.add_argument("--compile", action="store_true", help="fast path: torch.compile each stage's module")
+
+
+def _execution(args) -> Execution:
+    if args.execution == "reference":
+        if args.channels_last or args.compile:
+            raise ValueError("--channels-last and --compile belong to the fast path, not --execution reference")
+        return Execution.reference()
+    if args.execution == "auto" and torch.device(args.device).type != "cuda" and not (args.channels_last or args.compile):
+        return Execution.reference()
+    return Execution.fast(channels_last=args.channels_last, compile=args.compile)
 
 
 def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -94,7 +110,7 @@ def cmd_train(args) -> int:
                            test_size=args.test_size, config=recipe.train.to_dict())
     with run_state.stop_on_signals():
         train_model(model, bundle.train, recipe.train, torch.device(args.device), seed=args.seed,
-                    progress=not args.quiet, run_state=run_state)
+                    progress=not args.quiet, run_state=run_state, execution=_execution(args))
     train_acc, test_acc = predict_split(model, bundle.train).accuracy, predict_split(model, bundle.test).accuracy
     meta = dict(arch=recipe.arch, data=bundle.name, data_root=args.data_root, train_size=args.train_size,
                 test_size=args.test_size, data_seed=args.seed, train_accuracy=train_acc, test_accuracy=test_acc,
@@ -121,7 +137,8 @@ def cmd_unlearn(args) -> int:
     with run_state.stop_on_signals():
         result = unlearn(model, scenario.forget, scenario.retain, args.method, configs[args.method],
                          test=scenario.test, forgotten_test=scenario.forgotten_test, device=args.device, seed=args.seed,
-                         progress=not args.quiet, backend=args.backend, run_state=run_state)
+                         progress=not args.quiet, backend=args.backend, run_state=run_state,
+                         execution=_execution(args))
     if not distributed.is_main():  # every rank holds the same result; rank 0 writes it
         return 0
     _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"} | {"unlearned_by": args.method}, target)
@@ -157,10 +174,10 @@ def cmd_evaluate(args) -> int:
 
 
 def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, device, progress: bool, out: Path,
-                   name: str) -> str:
+                   name: str, execution: Execution | None = None) -> str:
     scenario = make_scenario(bundle, forget_spec, seed=seed)
     rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, device=device,
-                   seed=seed, progress=progress)
+                   seed=seed, progress=progress, execution=execution)
     title = f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} ({len(scenario.forget)} of {len(bundle.train)} samples)"
     if not distributed.is_main():
         return ""
@@ -178,12 +195,12 @@ def cmd_compare(args) -> int:
         recipe = recipe_for(bundle, args.arch, args.epochs)
         torch.manual_seed(args.seed)
         model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, torch.device(args.device),
-                            seed=args.seed, progress=not args.quiet, desc="original")
+                            seed=args.seed, progress=not args.quiet, desc="original", execution=_execution(args))
     recipe.method_configs = apply_overrides(recipe.method_configs, args.set)
     model.to(args.device)
     methods = [m for m in args.methods.split(",") if m]
     table = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
-                           not args.quiet, Path(args.out), "compare")
+                           not args.quiet, Path(args.out), "compare", _execution(args))
     if distributed.is_main():
         print(table)
         print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
@@ -197,12 +214,13 @@ def cmd_demo(args) -> int:
     device, out = torch.device(args.device), Path(args.out)
     torch.manual_seed(args.seed)
     model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, device, seed=args.seed,
-                        progress=not args.quiet, desc="original")
+                        progress=not args.quiet, desc="original", execution=_execution(args))
     print(f"original small CNN on digits: test accuracy {predict_split(model, bundle.test).accuracy:.1f}%")
     for spec, name, label in (("class:3", "classwise", "forgetting every '3' (class-wise)"),
                               ("random:0.1", "random", "forgetting 10% at random")):
         print(f"\n## {label}")
-        print(run_comparison(model, bundle, recipe, spec, ALL_METHODS[1:], args.seed, device, not args.quiet, out, name))
+        print(run_comparison(model, bundle, recipe, spec, ALL_METHODS[1:], args.seed, device, not args.quiet, out, name,
+                             _execution(args)))
     print(f"\nreports and plots written to {out}/ (classwise.*, random.*)")
     return 0
 

@@ -10,10 +10,12 @@ _HALF_DTYPES = (torch.float16, torch.bfloat16)
 _STRIP_ELEMENTS = 1 << 22  # one thread's (block_rows, M) logits strip: 16 MB in fp32
 
 
-def strip_rows(num_negatives: int) -> int:
-    """Rows per logits strip: as many as fit the strip budget, within [16, 256]. Tall strips
-    make the dR = pi^T a product efficient; the budget bounds memory for large M."""
-    return max(16, min(256, _STRIP_ELEMENTS // max(1, num_negatives)))
+def strip_rows(num_anchors: int, num_negatives: int) -> int:
+    """Rows per logits strip: as many as fit the strip budget, within [16, 256], and few
+    enough that every thread gets a strip (the C++ op runs one chunk of strips per thread).
+    Tall strips make the dR = pi^T a product efficient; the budget bounds memory for large M."""
+    per_thread = -(-num_anchors // torch.get_num_threads())
+    return max(16, min(256, per_thread, _STRIP_ELEMENTS // max(1, num_negatives)))
 
 
 class _InfoNCECpp(torch.autograd.Function):
@@ -25,7 +27,7 @@ class _InfoNCECpp(torch.autograd.Function):
         compute = [x.float() if x.dtype in _HALF_DTYPES else x for x in (anchors, positives, negatives)]
         need_grad = any(ctx.needs_input_grad[:3])
         loss, *grads = cpp_extension().infonce_forward(*compute, temperature, normalize, need_grad,
-                                                       strip_rows(negatives.shape[0]))
+                                                       strip_rows(anchors.shape[0], negatives.shape[0]))
         if need_grad:
             ctx.save_for_backward(*grads)
         ctx.input_dtype = anchors.dtype

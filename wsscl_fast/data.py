@@ -360,7 +360,12 @@ def augment_batch(x: torch.Tensor, pad: int, flip: bool, generator: torch.Genera
 
 
 def as_loader(data, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """A DataLoader for ``data``: DataLoaders pass through, Datasets get a seeded one."""
+    """A DataLoader for ``data``: DataLoaders (and DeviceLoaders) pass through, Datasets get a
+    seeded one."""
+    from .device_data import DeviceLoader  # device_data builds on this module
+
+    if isinstance(data, DeviceLoader):
+        return data
     if isinstance(data, DataLoader):
         if len(data.dataset) == 0:
             raise ValueError("the DataLoader's dataset is empty")

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .config import TrainConfig
 from .data import augment_batch
+from .execution import Execution
 
 
 def device_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -25,11 +26,16 @@ def cycle(loader) -> Iterable:
         yield from loader
 
 
+_CHECK_EVERY = 100  # steps between non-finite checks when a loop has no epoch length
+
+
 def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, loss_fn: Callable,
               *, total: int, desc: str, progress: bool, scheduler=None, run_state=None,
-              steps_per_epoch: int | None = None) -> None:
-    """loss_fn(batch) -> scalar; one optimizer step per batch. Stops with a clear error
-    naming ``desc`` and the step if the loss becomes NaN or inf.
+              steps_per_epoch: int | None = None, autocast: bool = False) -> None:
+    """loss_fn(batch) -> scalar; one optimizer step per batch, with the forward under bf16
+    autocast when ``autocast``. Stops with a clear error naming ``desc`` and the first step
+    whose loss was NaN or inf. The loss is checked on the device and read back once per
+    epoch (and before every checkpoint), so the loop has no host sync per step.
 
     With a :class:`~wsscl_fast.runstate.RunState`, the loop checkpoints every
     ``steps_per_epoch`` steps and at its end, resumes from a saved state, and stops at the
@@ -44,21 +50,43 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
         if mode == "resume":
             start = run_state.restore(batches, model, optimizer, scheduler)
     model.train()
+    device_type = next(model.parameters()).device.type
+    check_every = steps_per_epoch or _CHECK_EVERY
+    first_bad = None  # (step, loss) of the first non-finite loss, kept on the device
     for step, batch in enumerate(tqdm(batches, initial=start, total=total, desc=desc, disable=not progress,
                                       leave=False), start=start):
-        loss = loss_fn(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}: the loss became {loss.item()} at step {step}")
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(batch)
+        first_bad = _track_nonfinite(first_bad, loss.detach().float(), step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        done = step + 1
+        if done == total or done % check_every == 0:
+            _raise_if_nonfinite(first_bad, desc)
         if run_state is not None:
-            done = step + 1
             if done == total or (steps_per_epoch and done % steps_per_epoch == 0):
                 run_state.save(done, desc, model, optimizer, scheduler)
             run_state.check_stop(desc, done)
+
+
+def _track_nonfinite(first_bad, loss: torch.Tensor, step: int):
+    """Device-side record of the first non-finite loss: a (2,) tensor [step, loss], step -1 if none."""
+    if first_bad is None:
+        first_bad = torch.tensor([-1.0, 0.0], device=loss.device)
+    record = torch.stack([torch.full_like(loss, step), loss])
+    fresh = (first_bad[0] < 0) & ~torch.isfinite(loss)
+    return torch.where(fresh, record, first_bad)
+
+
+def _raise_if_nonfinite(first_bad, desc: str) -> None:
+    if first_bad is None:
+        return
+    step, loss = first_bad.tolist()  # the loop's one host sync per check
+    if step >= 0:
+        raise FloatingPointError(f"{desc}: the loss became {loss} at step {int(step)}")
 
 
 def epoch_batches(loader, epochs: int) -> Iterable:
@@ -66,13 +94,18 @@ def epoch_batches(loader, epochs: int) -> Iterable:
 
 
 def train_model(model: nn.Module, train_data, config: TrainConfig, device: torch.device, seed: int = 0,
-                progress: bool = True, desc: str = "train", run_state=None) -> nn.Module:
+                progress: bool = True, desc: str = "train", run_state=None,
+                execution: Execution | None = None) -> nn.Module:
     """Train ``model`` in place: SGD + one-cycle schedule, CE loss, batch augmentation.
-    ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`) makes it resumable."""
-    model.to(device)
+    ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`) makes it resumable;
+    ``execution`` picks the reference or the fast path (default: fast on CUDA)."""
+    device = torch.device(device)
+    execution = execution or Execution.default_for(device)
+    execution.prepare_model(model.to(device))
     # under torchrun: this rank's share of every batch, DDP-averaged gradients
-    loader = distributed.loader(train_data, config.batch_size, shuffle=True, seed=seed)
-    net = distributed.wrap(model, device)
+    loader = distributed.loader(train_data, config.batch_size, shuffle=True, seed=seed,
+                                device=device if execution.device_data else None)
+    net = execution.module_to_call(distributed.wrap(model, device))
     if run_state is not None:
         run_state.track_loader(loader)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -89,6 +122,6 @@ def train_model(model: nn.Module, train_data, config: TrainConfig, device: torch
 
     run_steps(model, optimizer, epoch_batches(loader, config.epochs), loss_fn, total=total, desc=desc,
               progress=progress and distributed.is_main(), scheduler=scheduler, run_state=run_state,
-              steps_per_epoch=len(loader))
+              steps_per_epoch=len(loader), autocast=execution.autocast)
     model.eval()
     return model

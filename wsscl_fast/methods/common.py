@@ -8,12 +8,17 @@ from ..data import augment_batch
 from ..optim import MaskedSGD
 
 
-def make_sgd(model, config, lr: float, saliency=None, backend=None) -> torch.optim.Optimizer:
-    """Plain SGD, or saliency-masked SGD when ``saliency`` is given."""
+def saliency_storage(mode: str) -> str:
+    """How the methods keep saliency: hard masks packed 1 bit per weight, soft weights in fp32."""
+    return "bits" if mode == "hard" else "dense"
+
+
+def make_sgd(model, config, lr: float, saliency=None, backend=None, storage: str = "dense") -> torch.optim.Optimizer:
+    """Plain SGD, or saliency-masked SGD when ``saliency`` (in ``storage`` form) is given."""
     if saliency is None:
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return MaskedSGD(model.parameters(), saliency, lr=lr, momentum=config.momentum,
-                     weight_decay=config.weight_decay, backend=backend)
+                     weight_decay=config.weight_decay, backend=backend, saliency_storage=storage)
 
 
 def augmented(batch, config, ctx, generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed
 from ..config import TrainConfig
+from ..execution import Execution
 
 
 @dataclass
@@ -26,6 +27,7 @@ class MethodContext:
     timings: dict = field(default_factory=dict)  #: stage name -> seconds
     info: dict = field(default_factory=dict)  #: values a method chose at run time (e.g. WSS-CL's KL bound)
     run_state: object = None  #: a RunState when the run checkpoints and can resume (runstate.py)
+    execution: Execution = field(default_factory=Execution)  #: reference or fast path (execution.py)
 
     @contextmanager
     def stage(self, name: str):
@@ -51,12 +53,14 @@ class MethodContext:
         return generator
 
     def parallel(self, module: torch.nn.Module) -> torch.nn.Module:
-        """The module to call in the loss: DistributedDataParallel under torchrun, else itself."""
-        return distributed.wrap(module, self.device)
+        """The module to call in the loss: DistributedDataParallel under torchrun, then the
+        execution's channels-last inputs and torch.compile when enabled."""
+        return self.execution.module_to_call(distributed.wrap(module, self.device))
 
     def loop(self, steps_per_epoch: int) -> dict:
         """The keyword arguments that make a ``run_steps`` loop checkpoint at epoch boundaries."""
-        return dict(run_state=self.run_state, steps_per_epoch=steps_per_epoch, progress=self.progress)
+        return dict(run_state=self.run_state, steps_per_epoch=steps_per_epoch, progress=self.progress,
+                    autocast=self.execution.autocast)
 
 
 RunFunction = Callable[[torch.nn.Module, DataLoader, DataLoader, object, MethodContext], None]

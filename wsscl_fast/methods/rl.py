@@ -11,11 +11,12 @@ from ..training import run_steps
 from .registry import register
 
 
-def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, saliency=None, desc="rl"):
+def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, saliency=None, desc="rl",
+                            saliency_storage="dense"):
     """Each epoch visits every forget batch (with fresh uniform random labels) and every
     retain batch (true labels) in a seeded random order; CE on each batch."""
     num_classes = model(next(iter(forget_loader))[0][:1].to(ctx.device)).shape[1]
-    optimizer = make_sgd(model, config, config.lr, saliency, ctx.backend)
+    optimizer = make_sgd(model, config, config.lr, saliency, ctx.backend, saliency_storage)
     augment_generator, label_generator = ctx.generator(1), ctx.generator(2)
     net = ctx.parallel(model)
 

@@ -17,7 +17,7 @@ from ..ops import infonce_loss
 from ..reference import forgetting_loss_ref
 from ..saliency import compute_saliency
 from ..training import cycle, run_steps
-from .common import augmented, make_sgd
+from .common import augmented, make_sgd, saliency_storage
 from .registry import register
 
 
@@ -113,7 +113,8 @@ def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator)
 def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
     """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain), one forward."""
     pseudo_labels, bounds = targets
-    optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend)
+    optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend,
+                         saliency_storage(config.saliency_mode))
     augment_generator = ctx.generator(2)
     steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
     batches = zip(forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(3)), cycle(retain_loader))
@@ -134,7 +135,8 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
     plus ``finetune_forget_weight`` times stage 1's bounded KL term on the un-augmented forget images
     (the adversarial part), all in one forward. Under torchrun the negatives of all ranks are gathered."""
     pseudo_labels, bounds = targets
-    optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend)
+    optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend,
+                         saliency_storage(config.saliency_mode))
     augment_generator = ctx.generator(4)
     batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(5)))
     group = torch.distributed.group.WORLD if distributed.active() else None
@@ -171,7 +173,8 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
         raise TypeError("method 'wsscl' needs a model with features(x) -> (B, D) and a head module (f = head o features)")
     with ctx.stage("saliency"):
         saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
-                                    config.saliency_sharpness, device=ctx.device, backend=ctx.backend)
+                                    config.saliency_sharpness, device=ctx.device, backend=ctx.backend,
+                                    storage=saliency_storage(config.saliency_mode))
     net = ctx.parallel(FeaturesAndLogits(model))
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
     with ctx.stage("forget"):
