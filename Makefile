@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality bench-cpu clean
+.PHONY: demo test bench-quality bench-cpu bench-unlearn clean
 
 $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench-quality: $(STAMP)
 bench-cpu: $(STAMP)
 	$(PY) benchmarks/bench_infonce.py --cpu
 	$(PY) benchmarks/bench_masked_step.py --cpu
+
+bench-unlearn: $(STAMP)  # ResNet-18 on CIFAR-10 end to end (GPU); ARGS=--smoke checks the script on a CPU
+	$(PY) benchmarks/bench_unlearn.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info wsscl_fast/_C*.so

@@ -3,7 +3,8 @@
 GPU mode (default when CUDA is present): shapes (N, M, D) = (256, 256, 512), (1024, 16384, 256),
 (4096, 65536, 256) in fp32 and bf16; median CUDA-event time of forward+backward, peak memory
 beyond inputs and gradients, and the bf16 tensor-core floor (4 matmuls of 2*N*M*D FLOPs over
-the bf16 matmul rate measured in this run). CPU mode (--cpu): the C++ path against eager.
+the bf16 matmul rate measured in this run). CPU mode (--cpu): the C++ path against eager and
+against the three GEMMs alone, timed in alternating rounds.
 
     python benchmarks/bench_infonce.py            # GPU
     python benchmarks/bench_infonce.py --cpu      # CPU: C++ vs eager
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, environment, median_time, write_json  # noqa: E402
+from common import REPO, environment, interleaved_median_times, write_json  # noqa: E402
 
 from wsscl_fast import infonce_loss  # noqa: E402
 from wsscl_fast.reference import infonce_loss_ref  # noqa: E402
@@ -77,7 +78,8 @@ def bf16_matmul_tflops(device) -> float:
     return 2 * 8192**3 / (ms * 1e-3) / 1e12
 
 
-def measure(fn, shape, dtype, device, tau=0.5) -> dict:
+def make_step(fn, shape, dtype, device, tau=0.5):
+    """(forward+backward closure, its inputs) on fresh seeded inputs of ``shape``."""
     n, m, d = shape
     g = torch.Generator(device=device).manual_seed(0)
     inputs = [torch.randn(k, d, device=device, dtype=dtype, generator=g).requires_grad_(True) for k in (n, n, m)]
@@ -87,6 +89,27 @@ def measure(fn, shape, dtype, device, tau=0.5) -> dict:
             x.grad = None
         fn(*inputs, tau).backward()
 
+    return step, inputs
+
+
+def gemm_floor_step(shape, dtype):
+    """The three products any InfoNCE forward+backward needs, A R^T, G R and G^T A, as plain
+    torch.mm on all threads: the CPU floor the fused path is measured against."""
+    n, m, d = shape
+    a, r, g = torch.randn(n, d, dtype=dtype), torch.randn(m, d, dtype=dtype), torch.randn(n, m, dtype=dtype)
+    return lambda: (a @ r.T, g @ r, g.T @ a)
+
+
+def measure_cpu(fns: dict, shape, dtype) -> dict:
+    """CPU: the variants and the GEMM floor timed in alternating rounds
+    (``interleaved_median_times``)."""
+    steps = {name: make_step(fn, shape, dtype, torch.device("cpu"))[0] for name, fn in fns.items()}
+    steps["gemm_floor"] = gemm_floor_step(shape, dtype)
+    return {name: dict(ms=1e3 * s) for name, s in interleaved_median_times(steps).items()}
+
+
+def measure(fn, shape, dtype, device, tau=0.5) -> dict:
+    step, inputs = make_step(fn, shape, dtype, device, tau)
     if device.type == "cuda":
         step()  # compile / first launch outside the timing and the memory measurement
         for x in inputs:
@@ -98,8 +121,7 @@ def measure(fn, shape, dtype, device, tau=0.5) -> dict:
         torch.cuda.synchronize()
         grads = sum(x.grad.numel() * x.grad.element_size() for x in inputs)
         extra = torch.cuda.max_memory_allocated(device) - base - grads
-        return dict(ms=cuda_median_ms(step), extra_mb=max(0, extra) / 2**20)
-    return dict(ms=1e3 * median_time(step, repeats=10))
+    return dict(ms=cuda_median_ms(step), extra_mb=max(0, extra) / 2**20)
 
 
 def plot(results, path: Path, title: str):
@@ -136,7 +158,9 @@ def main(argv=None) -> int:
     for shape in shapes:
         for dtype in dtypes:
             row = dict(shape=list(shape), dtype=str(dtype).replace("torch.", ""), variants={})
-            for name, fn in variants(device).items():
+            if device.type == "cpu":
+                row["variants"] = measure_cpu(variants(device), shape, dtype)
+            for name, fn in variants(device).items() if device.type == "cuda" else ():
                 try:
                     row["variants"][name] = measure(fn, shape, dtype, device)
                 except torch.cuda.OutOfMemoryError:
@@ -144,6 +168,9 @@ def main(argv=None) -> int:
                     torch.cuda.empty_cache()
             fused = "fused_triton" if device.type == "cuda" else "fused_cpp"
             row["speedup_vs_eager"] = row["variants"]["eager"]["ms"] / row["variants"][fused]["ms"]
+            if "gemm_floor" in row["variants"]:
+                row["fused_over_gemm_floor"] = row["variants"][fused]["ms"] / row["variants"]["gemm_floor"]["ms"]
+                row["eager_over_gemm_floor"] = row["variants"]["eager"]["ms"] / row["variants"]["gemm_floor"]["ms"]
             if "torch_compile" in row["variants"]:
                 row["speedup_vs_compile"] = row["variants"]["torch_compile"]["ms"] / row["variants"][fused]["ms"]
             if floor_rate:

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infonce import cuda_median_ms  # noqa: E402
-from common import REPO, environment, median_time, write_json  # noqa: E402
+from common import REPO, environment, interleaved_median_times, write_json  # noqa: E402
 
 from wsscl_fast import MaskedAdamW, MaskedSGD  # noqa: E402
 from wsscl_fast.reference import keep_count  # noqa: E402
@@ -64,7 +64,8 @@ def copy_bandwidth(device) -> float:
 
 def threshold_case(numel: int, device: torch.device, time_fn) -> dict:
     """Top-50% threshold of ``numel`` |gradient|-like scores: fused radix select against
-    torch.kthvalue on the same tensor; the values must be identical."""
+    torch.kthvalue on the same tensor; the values must be identical. ``time_fn(fn) -> ms``
+    on the GPU; None times the two in alternating rounds on the CPU."""
     scores = torch.randn(numel, device=device, generator=torch.Generator(device=device).manual_seed(0)).abs_()
     k = keep_count(numel, 0.5)
     if device.type == "cuda":
@@ -77,8 +78,12 @@ def threshold_case(numel: int, device: torch.device, time_fn) -> dict:
         ours = lambda: torch.tensor(cpp_extension().saliency_threshold([scores], k))  # noqa: E731
     theirs = lambda: torch.kthvalue(scores, numel - k + 1).values  # noqa: E731
     same = bool(torch.equal(ours().cpu(), theirs().cpu()))
-    row = dict(problem=f"threshold_{numel // 1_000_000}M", numel=numel, same_value_as_kthvalue=same,
-               ms={"radix_select": time_fn(ours), "torch.kthvalue": time_fn(theirs)})
+    if time_fn is None:  # CPU: alternating rounds
+        ms = {k: v * 1e3 for k, v in interleaved_median_times({"radix_select": ours, "torch.kthvalue": theirs},
+                                                               rounds=7).items()}
+    else:
+        ms = {"radix_select": time_fn(ours), "torch.kthvalue": time_fn(theirs)}
+    row = dict(problem=f"threshold_{numel // 1_000_000}M", numel=numel, same_value_as_kthvalue=same, ms=ms)
     row["speedup"] = row["ms"]["torch.kthvalue"] / row["ms"]["radix_select"]
     print(row)
     return row
@@ -136,16 +141,14 @@ def cpu(numel: int) -> dict:
     # torch + mask multiply still decays the masked weights (the bug SalUn fixed), so only the
     # salient coordinates can agree
     same = all(torch.allclose(a[m], b[m], rtol=1e-6, atol=1e-7) for a, b, m in zip(params, reference, masks))
-    fused_s = median_time(ours.step, repeats=10)
-    torch_s = median_time(torch_masked_step(theirs, reference, masks), repeats=10)
     packed = MaskedAdamW(params, masks, lr=1e-3, backend="cpp", saliency_storage="bits")
-    bits_s = median_time(packed.step, repeats=10)
-    row = dict(problem=f"flat_{numel // 1_000_000}M", numel=numel,
-               ms={"fused_cpp_adamw": fused_s * 1e3, "fused_cpp_adamw_bits": bits_s * 1e3,
-                   "torch_foreach_adamw+mask": torch_s * 1e3},
-               speedup=torch_s / fused_s, same_salient_numbers_after_one_step=same)
+    seconds = interleaved_median_times({"fused_cpp_adamw": ours.step, "fused_cpp_adamw_bits": packed.step,
+                                        "torch_foreach_adamw+mask": torch_masked_step(theirs, reference, masks)})
+    row = dict(problem=f"flat_{numel // 1_000_000}M", numel=numel, ms={k: v * 1e3 for k, v in seconds.items()},
+               speedup=seconds["torch_foreach_adamw+mask"] / seconds["fused_cpp_adamw"],
+               same_salient_numbers_after_one_step=same)
     print(row)
-    threshold = threshold_case(numel, torch.device("cpu"), lambda fn: median_time(fn, repeats=5) * 1e3)
+    threshold = threshold_case(numel, torch.device("cpu"), None)
     return dict(results=[row, threshold])
 
 

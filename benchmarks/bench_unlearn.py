@@ -102,6 +102,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if device.type == "cpu" and not args.smoke:
+        print("bench_unlearn: no GPU here; the full run trains ResNet-18 on CIFAR-10 twice. "
+              "Use --smoke for the CPU check of the script.", file=sys.stderr)
+        return 2
     small = dict(train_size=600, test_size=200) if args.smoke else dict(train_size=None, test_size=None)
     bundle = load_cifar10_bundle(args.data_root, seed=0, train_size=args.train_size or small["train_size"],
                                  test_size=args.test_size or small["test_size"])

@@ -49,6 +49,22 @@ def median_time(fn, repeats: int = 10, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
+def interleaved_median_times(fns: dict, rounds: int = 15, warmup: int = 2) -> dict:
+    """Median wall seconds of each ``fns[name]()`` on the CPU, timed in alternating rounds
+    (one call of each per round) so that drift in a shared machine's speed hits every
+    variant alike; sequential medians on such a machine can move the ratio by 30%."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def write_json(payload: dict, path: Path) -> None:
     from wsscl_fast.checkpoint import atomic_write_bytes
 

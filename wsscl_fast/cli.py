@@ -132,8 +132,9 @@ def cmd_unlearn(args) -> int:
     target = out / "unlearned.pt"
     if target.resolve() == Path(args.checkpoint).resolve():
         raise ValueError(f"refusing to overwrite the input checkpoint {args.checkpoint}; choose another --out")
+    original_digest = weights_digest(blob["state_dict"])
     run_state = _run_state(args, out, method=args.method, forget=args.forget, backend=args.backend,
-                           config=configs[args.method].to_dict(), original=weights_digest(blob["state_dict"]))
+                           config=configs[args.method].to_dict(), original=original_digest)
     with run_state.stop_on_signals():
         result = unlearn(model, scenario.forget, scenario.retain, args.method, configs[args.method],
                          test=scenario.test, forgotten_test=scenario.forgotten_test, device=args.device, seed=args.seed,
@@ -150,7 +151,7 @@ def cmd_unlearn(args) -> int:
         retrain_model, _ = _load_model(args.retrain, bundle)
         retrain_metrics = evaluate_unlearning(retrain_model.to(args.device), scenario.forget, scenario.retain,
                                               scenario.test, scenario.forgotten_test)
-    record = build_record(blob["state_dict"], result, scenario.forget_indices, seed=args.seed, device=args.device,
+    record = build_record(original_digest, result, scenario.forget_indices, seed=args.seed, device=args.device,
                           backend=args.backend, scenario=args.forget, retrain_metrics=retrain_metrics)
     write_record(record, out / "record.json")
     run_state.finish()

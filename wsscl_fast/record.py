@@ -54,16 +54,17 @@ def software_versions() -> dict:
     return versions
 
 
-def build_record(original_state: dict, result, forget_ids, *, seed: int, device, backend: str | None,
+def build_record(original_digest: str, result, forget_ids, *, seed: int, device, backend: str | None,
                  scenario: str | None = None, retrain_metrics: dict | None = None) -> dict:
-    """The record of one unlearning run (``result`` is an :class:`~wsscl_fast.api.UnlearnResult`)."""
+    """The record of one unlearning run (``result`` is an :class:`~wsscl_fast.api.UnlearnResult`;
+    ``original_digest`` is :func:`weights_digest` of the original state dict)."""
     from .metrics import avg_gap
 
     ids = torch.as_tensor(forget_ids, dtype=torch.int64)
     record = dict(
         record_version=RECORD_VERSION,
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        original_weights_sha256=weights_digest(original_state),
+        original_weights_sha256=original_digest,
         unlearned_weights_sha256=weights_digest(result.model.state_dict()),
         forget_set=dict(count=int(ids.unique().numel()), ids_sha256=ids_digest(ids), scenario=scenario),
         method=result.method, config=result.config.to_dict(), seed=seed, backend=backend or "auto",
