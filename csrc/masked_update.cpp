@@ -16,35 +16,42 @@ namespace {
 
 constexpr int64_t kGrain = 32768;
 
-// Saliency of coordinate i in the maths type acc_t, from whichever storage was given.
+// Saliency of coordinate i in the maths type acc_t, one reader type per storage, so that each
+// inner loop is compiled for its own storage (no per-element branch on the storage kind).
 template <typename acc_t>
-struct Weights {
-  const bool* hard = nullptr;
-  const uint8_t* bits = nullptr;
-  const uint8_t* quantised = nullptr;
-  const acc_t* soft = nullptr;
-  acc_t operator[](int64_t i) const {
-    if (hard) return static_cast<acc_t>(hard[i]);
-    if (bits) return static_cast<acc_t>((bits[i >> 3] >> (i & 7)) & 1);
-    if (quantised) return static_cast<acc_t>(static_cast<float>(quantised[i]) / 255.0f);
-    return soft[i];
-  }
+struct HardWeights {
+  const bool* mask;
+  acc_t operator[](int64_t i) const { return static_cast<acc_t>(mask[i]); }
+};
+template <typename acc_t>
+struct PackedWeights {
+  const uint8_t* bits;
+  acc_t operator[](int64_t i) const { return static_cast<acc_t>((bits[i >> 3] >> (i & 7)) & 1); }
+};
+template <typename acc_t>
+struct QuantisedWeights {
+  const uint8_t* q;
+  acc_t operator[](int64_t i) const { return static_cast<acc_t>(static_cast<float>(q[i]) / 255.0f); }
+};
+template <typename acc_t>
+struct SoftWeights {
+  const acc_t* w;
+  acc_t operator[](int64_t i) const { return w[i]; }
 };
 
-template <typename acc_t>
-Weights<acc_t> weights_of(const at::Tensor& w, const std::string& storage, at::Tensor& converted) {
-  Weights<acc_t> out;
+// Calls step(weights) with the reader for saliency tensor w in ``storage``.
+template <typename acc_t, typename Step>
+void with_weights(const at::Tensor& w, const std::string& storage, const Step& step) {
   if (storage == "bits") {
-    out.bits = w.data_ptr<uint8_t>();
+    step(PackedWeights<acc_t>{w.data_ptr<uint8_t>()});
   } else if (storage == "uint8") {
-    out.quantised = w.data_ptr<uint8_t>();
+    step(QuantisedWeights<acc_t>{w.data_ptr<uint8_t>()});
   } else if (w.scalar_type() == at::kBool) {
-    out.hard = w.data_ptr<bool>();
+    step(HardWeights<acc_t>{w.data_ptr<bool>()});
   } else {
-    converted = w.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
-    out.soft = converted.data_ptr<acc_t>();
+    const at::Tensor converted = w.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    step(SoftWeights<acc_t>{converted.data_ptr<acc_t>()});
   }
-  return out;
 }
 
 void check_saliency_list(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& saliencies,
@@ -89,25 +96,25 @@ void masked_sgd_step(std::vector<at::Tensor> params, std::vector<at::Tensor> gra
       TORCH_CHECK(grads[k].scalar_type() == params[k].scalar_type(), "grads[", k, "] must have its parameter's dtype");
       TORCH_CHECK(momentum == 0 || momentum_buffers[k].scalar_type() == c10::CppTypeToScalarType<acc_t>::value,
                   "momentum_buffers[", k, "] must be ", c10::CppTypeToScalarType<acc_t>::value);
-      at::Tensor converted;
-      const Weights<acc_t> w = weights_of<acc_t>(saliencies[k], storage, converted);
       scalar_t* p = params[k].data_ptr<scalar_t>();
       const scalar_t* g = grads[k].data_ptr<scalar_t>();
       acc_t* buf = momentum != 0 ? momentum_buffers[k].data_ptr<acc_t>() : nullptr;
       const acc_t lr_ = lr, mu = momentum, wd = weight_decay;
-      at::parallel_for(0, params[k].numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const acc_t wi = w[i];
-          if (!(wi > 0)) continue;
-          const acc_t pi = static_cast<acc_t>(p[i]);
-          const acc_t d = static_cast<acc_t>(g[i]) + wd * pi;
-          acc_t u = d;
-          if (buf) {
-            buf[i] = mu * buf[i] + d;
-            u = nesterov ? d + mu * buf[i] : buf[i];
+      with_weights<acc_t>(saliencies[k], storage, [&](const auto& w) {
+        at::parallel_for(0, params[k].numel(), kGrain, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            const acc_t wi = w[i];
+            if (!(wi > 0)) continue;
+            const acc_t pi = static_cast<acc_t>(p[i]);
+            const acc_t d = static_cast<acc_t>(g[i]) + wd * pi;
+            acc_t u = d;
+            if (buf) {
+              buf[i] = mu * buf[i] + d;
+              u = nesterov ? d + mu * buf[i] : buf[i];
+            }
+            p[i] = static_cast<scalar_t>(pi - lr_ * (wi * u));
           }
-          p[i] = static_cast<scalar_t>(pi - lr_ * (wi * u));
-        }
+        });
       });
     });
   }
@@ -131,8 +138,6 @@ void masked_adamw_step(std::vector<at::Tensor> params, std::vector<at::Tensor> g
       TORCH_CHECK(exp_avgs[k].scalar_type() == c10::CppTypeToScalarType<acc_t>::value &&
                       exp_avg_sqs[k].scalar_type() == c10::CppTypeToScalarType<acc_t>::value,
                   "exp_avgs[", k, "] and exp_avg_sqs[", k, "] must be ", c10::CppTypeToScalarType<acc_t>::value);
-      at::Tensor converted;
-      const Weights<acc_t> w = weights_of<acc_t>(saliencies[k], storage, converted);
       scalar_t* p = params[k].data_ptr<scalar_t>();
       const scalar_t* g = grads[k].data_ptr<scalar_t>();
       acc_t* m = exp_avgs[k].data_ptr<acc_t>();
@@ -141,16 +146,18 @@ void masked_adamw_step(std::vector<at::Tensor> params, std::vector<at::Tensor> g
       const acc_t one_minus_b1 = 1 - beta1, b2 = beta2, one_minus_b2 = 1 - beta2, eps_ = eps;
       const acc_t decay = lr * weight_decay;
       const acc_t step_size = lr / bias_correction1, bc2 = bias_correction2_sqrt;
-      at::parallel_for(0, params[k].numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const acc_t wi = w[i];
-          if (!(wi > 0)) continue;
-          const acc_t gi = static_cast<acc_t>(g[i]);
-          const acc_t pi = static_cast<acc_t>(p[i]) * (1 - decay * wi);
-          m[i] += one_minus_b1 * (gi - m[i]);
-          v[i] = b2 * v[i] + one_minus_b2 * gi * gi;
-          p[i] = static_cast<scalar_t>(pi - step_size * (wi * (m[i] / (std::sqrt(v[i]) / bc2 + eps_))));
-        }
+      with_weights<acc_t>(saliencies[k], storage, [&](const auto& w) {
+        at::parallel_for(0, params[k].numel(), kGrain, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            const acc_t wi = w[i];
+            if (!(wi > 0)) continue;
+            const acc_t gi = static_cast<acc_t>(g[i]);
+            const acc_t pi = static_cast<acc_t>(p[i]) * (1 - decay * wi);
+            m[i] += one_minus_b1 * (gi - m[i]);
+            v[i] = b2 * v[i] + one_minus_b2 * gi * gi;
+            p[i] = static_cast<scalar_t>(pi - step_size * (wi * (m[i] / (std::sqrt(v[i]) / bc2 + eps_))));
+          }
+        });
       });
     });
   }
