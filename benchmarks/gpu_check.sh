@@ -26,7 +26,7 @@ for stage in $STAGES; do
   log "stage $stage"
   case $stage in
     tests)
-      timeout 200 python3 -m pytest -q -x -p no:cacheprovider tests/test_infonce.py tests/test_optim.py \
+      timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_infonce.py tests/test_optim.py \
         tests/test_saliency_select.py tests/test_fast_path.py > "$OUT/pytest_cuda.log" 2>&1
       log "pytest rc=$?" ;;
     masked)
