@@ -62,6 +62,8 @@ class DeviceLoader:
     def __iter__(self):
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.device.type == "cuda":  # from pinned memory the copy does not wait for the stream
+            order = order.pin_memory()
         order = order.to(self.device, non_blocking=True)
         for start in range(0, n, self.batch_size):
             index = order[start : start + self.batch_size]
