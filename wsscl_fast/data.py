@@ -390,7 +390,7 @@ def to_tensors(data, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]
 def dataset_labels(data) -> torch.Tensor:
     """All labels of a Dataset or DataLoader, read from ``labels``/``targets`` attributes
     (through Subsets) when present, otherwise by one pass over the data."""
-    dataset = data.dataset if isinstance(data, DataLoader) else data
+    dataset = data if isinstance(data, Dataset) else data.dataset  # a DataLoader or DeviceLoader
     if isinstance(dataset, Subset):
         return dataset_labels(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
     for attribute in ("labels", "targets"):
