@@ -36,7 +36,8 @@ def _saliency(ptr, offsets, in_range, SALIENCY: tl.constexpr):
         byte = tl.load(ptr.to(tl.pointer_type(tl.uint8)) + offsets // 8, mask=in_range, other=0).to(tl.int32)
         return ((byte >> (offsets % 8).to(tl.int32)) & 1).to(tl.float32)
     elif SALIENCY == "uint8":
-        return tl.load(ptr.to(tl.pointer_type(tl.uint8)) + offsets, mask=in_range, other=0).to(tl.float32) / 255.0
+        return tl.div_rn(tl.load(ptr.to(tl.pointer_type(tl.uint8)) + offsets, mask=in_range, other=0).to(tl.float32),
+                         255.0)
     elif SALIENCY == "bfloat16":
         return tl.load(ptr.to(tl.pointer_type(tl.bfloat16)) + offsets, mask=in_range, other=0.0).to(tl.float32)
     else:
@@ -111,10 +112,10 @@ def _masked_adamw_kernel(
     m = tl.load(m_ptr + offsets, mask=active, other=0.0)
     m = m + one_minus_beta1 * (g - m)
     v = beta2 * tl.load(v_ptr + offsets, mask=active, other=0.0) + one_minus_beta2 * g * g
-    denom = tl.sqrt(v) / tl.load(BC2_SQRT + tensor) + eps
+    denom = tl.div_rn(tl.sqrt_rn(v), tl.load(BC2_SQRT + tensor)) + eps  # IEEE, as torch.optim
     tl.store(m_ptr + offsets, m, mask=active)
     tl.store(v_ptr + offsets, v, mask=active)
-    stepped = p - tl.load(STEP_SIZE + tensor) * (w * (m / denom))
+    stepped = p - tl.load(STEP_SIZE + tensor) * (w * tl.div_rn(m, denom))
     _store_param(param, offsets, stepped, active, PARAM)
 
 

@@ -70,7 +70,7 @@ def _emit_kernel(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, THRESHOLD, sharpness,
         num_bytes = (tl.load(NUMEL + tensor) + 7) // 8
         tl.store(out.to(tl.pointer_type(tl.uint8)) + byte, packed.to(tl.uint8), mask=byte < num_bytes)
     else:
-        w = tl.where(selected, 1.0, tl.minimum(tl.maximum(g / t, 0.0), 1.0))
+        w = tl.where(selected, 1.0, tl.minimum(tl.maximum(tl.div_rn(g, t), 0.0), 1.0))  # IEEE, as the reference
         if SHARPEN:
             w = tl.exp2(sharpness * tl.log2(w))
         if OUT == "uint8":

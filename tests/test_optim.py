@@ -251,7 +251,9 @@ def test_uint8_saliency_equals_its_dequantised_weights(backend, kind):
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_bf16_parameters_with_fp32_state_match_the_reference(backend, kind):
     """The step is done in fp32 and the parameter rounded to nearest-even once: the fused
-    backends do the reference's fp32 sequence, so the bf16 values agree bit for bit."""
+    backends do the reference's fp32 sequence, so on the CPU (C++, the Triton interpreter) the
+    bf16 values agree bit for bit. A compiled GPU kernel may contract a multiply and an add into
+    one FMA, which can move the fp32 value by an ulp and so, rarely, the bf16 value by one."""
     params = _params(dtype=torch.bfloat16, device=_device(backend))
     reference = [p.detach().clone().requires_grad_(True) for p in params]
     start = [p.detach().clone() for p in params]
@@ -263,7 +265,11 @@ def test_bf16_parameters_with_fp32_state_match_the_reference(backend, kind):
     theirs = _run(cls(reference, masks, backend="torch", **hyper), reference, grads)
     for a, b, s, m in zip(ours, theirs, start, masks):
         assert a.dtype == torch.bfloat16
-        assert torch.equal(a, b)
+        if a.is_cuda:
+            ulp = torch.finfo(torch.bfloat16).eps * b.float().abs()
+            assert bool(((a.float() - b.float()).abs() <= ulp).all())
+        else:
+            assert torch.equal(a, b)
         assert torch.equal(a[~m], s[~m])
     states = [t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
     assert states and all(t.dtype == torch.float32 for t in states)
