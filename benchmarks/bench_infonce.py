@@ -108,19 +108,19 @@ def measure_cpu(fns: dict, shape, dtype) -> dict:
     return {name: dict(ms=1e3 * s) for name, s in interleaved_median_times(steps).items()}
 
 
-def measure(fn, shape, dtype, device, tau=0.5) -> dict:
-    step, inputs = make_step(fn, shape, dtype, device, tau)
-    if device.type == "cuda":
-        step()  # compile / first launch outside the timing and the memory measurement
-        for x in inputs:
-            x.grad = None
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        step()
-        torch.cuda.synchronize()
-        grads = sum(x.grad.numel() * x.grad.element_size() for x in inputs)
-        extra = torch.cuda.max_memory_allocated(device) - base - grads
+def measure_cuda(fn, shape, dtype, device) -> dict:
+    """Median CUDA-event time of forward+backward and the peak memory beyond inputs and gradients."""
+    step, inputs = make_step(fn, shape, dtype, device)
+    step()  # compile / first launch outside the timing and the memory measurement
+    for x in inputs:
+        x.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize()
+    grads = sum(x.grad.numel() * x.grad.element_size() for x in inputs)
+    extra = torch.cuda.max_memory_allocated(device) - base - grads
     return dict(ms=cuda_median_ms(step), extra_mb=max(0, extra) / 2**20)
 
 
@@ -160,12 +160,13 @@ def main(argv=None) -> int:
             row = dict(shape=list(shape), dtype=str(dtype).replace("torch.", ""), variants={})
             if device.type == "cpu":
                 row["variants"] = measure_cpu(variants(device), shape, dtype)
-            for name, fn in variants(device).items() if device.type == "cuda" else ():
-                try:
-                    row["variants"][name] = measure(fn, shape, dtype, device)
-                except torch.cuda.OutOfMemoryError:
-                    row["variants"][name] = dict(ms=float("nan"), error="out of memory")
-                    torch.cuda.empty_cache()
+            else:
+                for name, fn in variants(device).items():
+                    try:
+                        row["variants"][name] = measure_cuda(fn, shape, dtype, device)
+                    except torch.cuda.OutOfMemoryError:
+                        row["variants"][name] = dict(ms=float("nan"), error="out of memory")
+                        torch.cuda.empty_cache()
             fused = "fused_triton" if device.type == "cuda" else "fused_cpp"
             row["speedup_vs_eager"] = row["variants"]["eager"]["ms"] / row["variants"][fused]["ms"]
             if "gemm_floor" in row["variants"]:

@@ -3,7 +3,8 @@
 The launcher writes one row of addresses per tensor (its parameter, gradient, state, ...) and
 cuts every tensor into BLOCK-element chunks; program k looks up chunk k's tensor and start in
 ``chunk_tensor`` / ``chunk_start`` and works on those elements. The tensors stay where their
-owner keeps them; the table costs one small host-to-device copy per launch.
+owner keeps them; the table costs one small asynchronous host-to-device copy when the
+addresses change, and nothing when they do not.
 """
 from __future__ import annotations
 
@@ -56,8 +57,16 @@ def chunk_table(tensors, rows, block: int):
     number of chunks).
     """
     device = tensors[0].device
-    table = to_device([[t.data_ptr() for t in row] for row in rows], torch.int64, device)
+    table = _pointer_table(tuple(tuple(t.data_ptr() for t in row) for row in rows), device)
     return (table, *_chunk_map(tuple(t.numel() for t in tensors), block, device))
+
+
+@functools.lru_cache(maxsize=8)
+def _pointer_table(addresses: tuple[tuple[int, ...], ...], device: torch.device) -> torch.Tensor:
+    """The (T, F) address table on ``device``. Cached by the addresses themselves: an optimizer
+    whose tensors stay put (the caching allocator usually hands a new gradient the old one's
+    block) uploads its table once."""
+    return to_device([list(row) for row in addresses], torch.int64, device)
 
 
 def contiguous(tensors):

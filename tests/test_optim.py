@@ -309,3 +309,22 @@ def test_bad_compact_saliency_is_refused(cls, storage, bad, error, message):
     params = _params()
     with pytest.raises(error, match=message):
         cls(params, bad(params), lr=0.1, saliency_storage=storage)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_adamw_tensors_with_different_step_counts(backend):
+    """A parameter that skipped steps (no grad) has its own bias correction; the fused step
+    takes per-tensor corrections then, and one shared pair otherwise."""
+    params, reference = _params(device=_device(backend)), _params(device=_device(backend))
+    masks = [torch.ones(p.shape, dtype=torch.bool, device=p.device) for p in params]
+    ours = MaskedAdamW(params, masks, backend=backend, **ADAMW_HYPER)
+    theirs = MaskedAdamW(reference, masks, backend="torch", **ADAMW_HYPER)
+    grads = _grads(params, 4)
+    for k, step_grads in enumerate(grads):
+        for group, optimizer in ((params, ours), (reference, theirs)):
+            for i, (p, g) in enumerate(zip(group, step_grads)):
+                p.grad = g.clone() if (i != 1 or k >= 2) else None  # parameter 1 joins at the third step
+            optimizer.step()
+    assert ours.state[params[0]]["step"] == 4 and ours.state[params[1]]["step"] == 2
+    for a, b in zip(params, reference):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
