@@ -5,11 +5,11 @@ normalised there (the fast data path).
 :class:`~wsscl_fast.data.ImageTensorDataset` (or a Subset of one). It moves the uint8 images to
 the device once (CIFAR-10's 50,000 training images: 150 MB), draws each pass's order with
 ``torch.randperm`` on a seeded CPU generator, and yields ``(x, y)`` already on the device:
-x = (uint8 / 255 - mean) / std, (B, C, H, W) float32, the same ops as the dataset's items. No per-image Python work and no
-host-to-device copy of images inside the loop. Augmentation stays on batches
-(:func:`~wsscl_fast.data.augment_batch`). Without shuffling the batches equal a DataLoader's;
-with shuffling the order is its own (a DataLoader also draws worker seeds from its generator),
-so the fast and the reference path see the same data in different orders.
+x = (uint8 / 255 - mean) / std, (B, C, H, W) float32, the same ops as the dataset's items.
+No per-image Python work and no host-to-device copy of images inside the loop. Augmentation
+stays on batches (:func:`~wsscl_fast.data.augment_batch`). Without shuffling the batches equal
+a DataLoader's; with shuffling the order is its own (a DataLoader also draws worker seeds from
+its generator), so the fast and the reference path see the same data in different orders.
 """
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
 def _track_nonfinite(first_bad, loss: torch.Tensor, step: int):
     """Device-side record of the first non-finite loss: a (2,) tensor [step, loss], step -1 if none."""
     if first_bad is None:
-        first_bad = torch.tensor([-1.0, 0.0], device=loss.device)
+        first_bad = loss.new_full((2,), -1.0)  # a fill on the device, not a copy from the host
     record = torch.stack([torch.full_like(loss, step), loss])
     fresh = (first_bad[0] < 0) & ~torch.isfinite(loss)
     return torch.where(fresh, record, first_bad)
