@@ -53,8 +53,8 @@ def _store_one(i: int, p: torch.Tensor, w, storage: str) -> torch.Tensor:
         return pack_mask_ref(w)
     if storage == "uint8" and w.dtype == torch.uint8:
         return w
-    if w.dtype == torch.bool and storage == "dense":
-        return w
+    if w.dtype == torch.bool:  # a hard mask: as it is, or as uint8 0 / 255
+        return w if storage == "dense" else w.to(torch.uint8) * 255
     if not w.is_floating_point():
         expected = "bool (hard mask) or floating (soft weights in [0, 1])" if storage == "dense" else \
             "floating weights in [0, 1] (or their uint8 quantised form)"
@@ -71,7 +71,8 @@ def store_saliency(params: Sequence[torch.Tensor], saliency: Sequence[torch.Tens
     - ``"bits"``: hard masks packed 1 bit per coordinate, (ceil(n / 8),) uint8
       (``reference.pack_mask_ref``); bool masks are packed, packed masks kept;
     - ``"uint8"``: soft weights quantised to q / 255 (``reference.quantize_saliency_ref``,
-      which keeps every nonzero weight nonzero); float weights are quantised, uint8 kept.
+      which keeps every nonzero weight nonzero); float weights are quantised, uint8 kept, and
+      a bool mask becomes 0 / 255 (weights exactly 0 and 1).
 
     The caller's tensors are never modified.
     """
