@@ -236,3 +236,15 @@ def test_forgetting_loss_retain_term():
     retain_logits, targets = torch.tensor([[0.0, 0.0]]), torch.tensor([1])
     value = forgetting_loss_ref(logits, q, 5.0, retain_logits, targets, retain_weight=2.0).item()
     assert value == pytest.approx(-math.log(2) + 2 * math.log(2), rel=1e-6)
+
+
+def test_forgetting_loss_sample_weights_scale_each_bounded_kl():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 4, generator=g)
+    q = torch.softmax(torch.randn(5, 4, generator=g) / 0.1, dim=1)
+    bounds = torch.tensor([0.1, 0.5, 1.0, 5.0, 50.0])
+    kl = (q * (q.log() - torch.log_softmax(logits, dim=1))).sum(dim=1)
+    weights = 1 / bounds
+    expected = -(torch.minimum(kl, bounds) * weights).mean()
+    torch.testing.assert_close(forgetting_loss_ref(logits, q, bounds, sample_weights=weights), expected)
+    torch.testing.assert_close(forgetting_loss_ref(logits, q, bounds), -torch.minimum(kl, bounds).mean())

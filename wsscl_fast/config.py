@@ -123,6 +123,9 @@ class WSSCLConfig(_Common):
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
     finetune_forget_weight: float = 10.0  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
+    #: divide each sample's stage-2 bounded KL by its bound (the fraction of the way to "unseen"),
+    #: so the term's scale does not grow with the bounds (class-wise bounds are ~7x random ones)
+    finetune_forget_normalized: bool = False
     finetune_schedule: str = "cosine"  #: stage-2 learning rate: "cosine" (decays to 0 at the end) or "constant"
 
     def __post_init__(self):

@@ -230,17 +230,21 @@ def forgetting_loss_ref(
     retain_logits: torch.Tensor | None = None,
     retain_targets: torch.Tensor | None = None,
     retain_weight: float = 1.0,
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Stage-1 loss: -mean_i min(KL(q_i || softmax(z_i)), kl_bound) + alpha * CE(retain).
+    """Stage-1 loss: -mean_i w_i min(KL(q_i || softmax(z_i)), kl_bound_i) + alpha * CE(retain).
 
     forget_logits: (B, C) logits of the model being unlearned; pseudo_labels: (B, C)
-    aggregated soft labels q (rows sum to 1); kl_bound: a number or one bound per row (B,).
-    The retain term is optional.
+    aggregated soft labels q (rows sum to 1); kl_bound: a number or one bound per row (B,);
+    sample_weights: w (B,), 1 when None. The retain term is optional.
     """
     log_probs = F.log_softmax(forget_logits.float(), dim=1)
     q = pseudo_labels.float()
     kl_per_sample = (torch.xlogy(q, q) - q * log_probs).sum(dim=1)
-    loss = -torch.minimum(kl_per_sample, torch.as_tensor(kl_bound, dtype=kl_per_sample.dtype, device=kl_per_sample.device)).mean()
+    bounded = torch.minimum(kl_per_sample, torch.as_tensor(kl_bound, dtype=kl_per_sample.dtype, device=kl_per_sample.device))
+    if sample_weights is not None:
+        bounded = bounded * sample_weights
+    loss = -bounded.mean()
     if retain_logits is not None:
         loss = loss + retain_weight * F.cross_entropy(retain_logits.float(), retain_targets)
     return loss

@@ -156,8 +156,9 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
                                    check_inputs=False, group=group)
         loss = F.cross_entropy(logits_r, y_r) + config.contrastive_weight * contrastive
         if adversarial:  # on the un-augmented images, like stage 1 and like evaluation
+            weights = 1 / bounds[index] if config.finetune_forget_normalized else None
             loss = loss + config.finetune_forget_weight * forgetting_loss_ref(
-                logits_f, pseudo_labels[index], bounds[index])
+                logits_f, pseudo_labels[index], bounds[index], sample_weights=weights)
         return loss
 
     total = config.finetune_epochs * len(retain_loader)
