@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_CIFAR10, REPO, environment, write_json  # noqa: E402
+from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun  # noqa: E402
 
 from wsscl_fast import unlearn  # noqa: E402
 from wsscl_fast.checkpoint import atomic_save  # noqa: E402
@@ -106,20 +106,14 @@ def main(argv=None) -> int:
                              gap=avg_gap(result.metrics, reference), timings=result.timings, info=result.info))
             print(f"  {label:10s} gap {rows[-1]['gap']:.2f}  " + "  ".join(f"{k} {result.metrics[k]:.1f}"
                                                                          for k in ("UA", "RA", "TA", "MIA")))
-    summary = {s["method"]: s for s in summarize(rows)}
-    verdict = None
-    if "wsscl" in summary and "salun" in summary:
-        verdict = dict(wsscl_gap=summary["wsscl"]["gap"], salun_gap=summary["salun"]["gap"],
-                       wsscl_no_worse_than_salun=summary["wsscl"]["gap"] <= summary["salun"]["gap"])
+    verdict = wsscl_vs_salun(summarize(rows))
     title = (f"CIFAR-10 subset ({args.train_size} train), small CNN width {args.width}: forgetting {args.forget}, "
              f"seeds {args.seeds}")
     table = write_report(rows, args.out, args.name, title, extra=dict(
         environment=environment(), originals=originals, verdict=verdict, args=vars(args),
         configs={label: config.to_dict() for label, _, config in [("retrain", "retrain", configs["retrain"]), *runs]}))
     print(table)
-    if verdict:
-        print(f"WSS-CL gap {verdict['wsscl_gap']:.2f} vs SalUn {verdict['salun_gap']:.2f}: "
-              f"{'no worse' if verdict['wsscl_no_worse_than_salun'] else 'WORSE'}")
+    print_verdict(verdict)
     return 0
 
 

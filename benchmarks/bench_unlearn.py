@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_CIFAR10, REPO, environment  # noqa: E402
+from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun  # noqa: E402
 
 from wsscl_fast import Execution, compare, unlearn  # noqa: E402
 from wsscl_fast.data import load_cifar10_bundle, make_scenario  # noqa: E402
@@ -147,12 +147,7 @@ def main(argv=None) -> int:
 
     throughput = throughput_table(lambda: recipe.build_model(bundle), device, 256 if not args.smoke else 32,
                                   100 if not args.smoke else 3)
-    summary = {s["method"]: s for s in summarize(rows)}
-    verdict = None
-    if "wsscl" in summary and "salun" in summary:
-        verdict = dict(wsscl_gap=summary["wsscl"]["gap"], salun_gap=summary["salun"]["gap"],
-                       wsscl_no_worse_than_salun=summary["wsscl"]["gap"] <= summary["salun"]["gap"],
-                       wsscl_rte=summary["wsscl"]["RTE"])
+    verdict = wsscl_vs_salun(summarize(rows))
     title = (f"{bundle.name} ({len(bundle.train)} train), {recipe.arch}, {recipe.train.epochs} epochs: "
              f"forgetting {args.forget}, seeds {args.seeds}, fast path")
     table = write_report(rows, args.out, name, title, extra=dict(
@@ -160,9 +155,7 @@ def main(argv=None) -> int:
         throughput=throughput, verdict=verdict, execution=fast.to_dict(), args=vars(args),
         configs={m: configs[m].to_dict() for m in ("retrain", *methods)}))
     print(table)
-    if verdict:
-        print(f"WSS-CL gap {verdict['wsscl_gap']:.2f} vs SalUn {verdict['salun_gap']:.2f}; "
-              f"WSS-CL RTE {verdict['wsscl_rte']:.1f} s")
+    print_verdict(verdict)
     return 0
 
 

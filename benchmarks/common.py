@@ -65,6 +65,23 @@ def interleaved_median_times(fns: dict, rounds: int = 15, warmup: int = 2) -> di
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def wsscl_vs_salun(summary: list[dict]) -> dict | None:
+    """The quality bar of a comparison: WSS-CL's mean Avg. Gap against SalUn's (None unless
+    both ran), with WSS-CL's mean RTE; ``summary`` is ``report.summarize``'s output."""
+    by_method = {entry["method"]: entry for entry in summary}
+    if "wsscl" not in by_method or "salun" not in by_method:
+        return None
+    wsscl, salun = by_method["wsscl"], by_method["salun"]
+    return dict(wsscl_gap=wsscl["gap"], salun_gap=salun["gap"], wsscl_no_worse_than_salun=wsscl["gap"] <= salun["gap"],
+                wsscl_rte=wsscl["RTE"])
+
+
+def print_verdict(verdict: dict | None) -> None:
+    if verdict:
+        print(f"WSS-CL gap {verdict['wsscl_gap']:.2f} vs SalUn {verdict['salun_gap']:.2f}: "
+              f"{'no worse' if verdict['wsscl_no_worse_than_salun'] else 'WORSE'}; WSS-CL RTE {verdict['wsscl_rte']:.1f} s")
+
+
 def write_json(payload: dict, path: Path) -> None:
     from wsscl_fast.checkpoint import atomic_write_bytes
 
