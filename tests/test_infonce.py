@@ -161,3 +161,61 @@ def test_inputs_are_not_modified():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_triton_on_benchmark_shapes(shape, dtype):
     _check_against_reference("triton", shape, dtype, 0.5, True)
+
+
+# ----------------------------------------------------------------------------- the GPU launch table
+def _triton_loss_and_grads(inputs, tau, normalize, **launch):
+    from wsscl_fast.kernels.infonce import InfoNCETriton
+    loss = InfoNCETriton.apply(*inputs, tau, normalize, launch.get("tiles"), launch.get("splits"))
+    return [loss, *torch.autograd.grad(loss, inputs)]
+
+
+@pytest.mark.parametrize("precision", ["ieee", "tf32", "bf16"])
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gpu_table_rows_match_reference(precision, arch, normalize):
+    """The tiles a GPU launch uses (D sliced in a loop, several D chunks and M splits), run
+    under the interpreter on fp32 inputs: D = 300 is no multiple of any block."""
+    from wsscl_fast.kernels.infonce import LAUNCH_TABLE
+    tiles = LAUNCH_TABLE[(arch, precision, 128)]
+    inputs = _inputs(70, 150, 300, torch.float32, device=TRITON_DEVICE)
+    reference = [x.detach().cpu().requires_grad_(True) for x in inputs]
+    expected = infonce_loss_ref(*reference, temperature=0.3, normalize=normalize)
+    expected = [expected, *torch.autograd.grad(expected, reference)]
+    actual = _triton_loss_and_grads(inputs, 0.3, normalize, tiles=tiles, splits=2)
+    for name, got, want in zip(["loss", "dA", "dP", "dR"], actual, expected):
+        assert_close_scaled(got.cpu(), want, torch.float32, name)
+
+
+@pytest.mark.parametrize("splits", [1, 2, 3, 7])
+def test_splits_of_the_negatives_give_the_same_loss_and_gradients(splits):
+    inputs = _inputs(9, 200, 24, torch.float32, device=TRITON_DEVICE)
+    from wsscl_fast.kernels.infonce import Tiles
+    tiles = Tiles(16, 16, 16, 16, num_warps=4, num_stages=1)
+    one = _triton_loss_and_grads(inputs, 0.5, True, tiles=tiles, splits=1)
+    many = _triton_loss_and_grads(inputs, 0.5, True, tiles=tiles, splits=splits)
+    for a, b in zip(one, many):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_triton_results_are_deterministic():
+    inputs = _inputs(33, 90, 40, torch.float32, device=TRITON_DEVICE)
+    from wsscl_fast.kernels.infonce import Tiles
+    tiles = Tiles(16, 32, 16, 16, num_warps=4, num_stages=1)
+    first = _triton_loss_and_grads(inputs, 0.5, True, tiles=tiles, splits=3)
+    second = _triton_loss_and_grads(inputs, 0.5, True, tiles=tiles, splits=3)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_triton_takes_any_feature_size():
+    # no limit on D any more: 4100 features (the table's largest D slice is 128)
+    _check_against_reference("triton", (3, 20, 4100), torch.float32, 0.5, True)
+
+
+def test_table_covers_every_feature_size():
+    from wsscl_fast.kernels.infonce import ARCHS, LAUNCH_TABLE, PRECISIONS, feature_bucket
+    for d in range(1, 4097):
+        for arch in ARCHS:
+            for precision in PRECISIONS:
+                tiles = LAUNCH_TABLE[(arch, precision, feature_bucket(d))]
+                assert tiles.block_k <= 64 and tiles.block_do <= 128, (d, arch, precision)
