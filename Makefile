@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality bench-cpu bench-unlearn clean
+.PHONY: demo test gate bench-quality bench-cpu bench-unlearn clean
 
 $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+gate: $(STAMP)  # the full ahead-of-time compile sweep (sm_80 + sm_90, no GPU); the test suite runs its quick subset
+	$(PY) -m wsscl_fast.kernels.compile_gate --out benchmarks/results/compile_gate.md
 
 bench-quality: $(STAMP)
 	$(PY) benchmarks/bench_quality_cpu.py

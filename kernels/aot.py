@@ -30,6 +30,7 @@ class CompileSpec:
     arch: int  # 80 or 90
     tensor_cores: bool = False  # the kernel's tl.dot must become mma / wgmma
     no_spills: bool = False  # a spill fails the gate (bf16 / fp16 / tf32 configurations)
+    max_registers: int = 255  # more registers per thread fails the gate
     quick: bool = False  # part of the subset that the test suite compiles
     divisible: tuple = field(default=())  # arguments a real launch gets as multiples of 16
 
@@ -58,6 +59,8 @@ class CompileReport:
         found = []
         if self.shared > SHARED_LIMIT[spec.arch]:
             found.append(f"{self.shared} B shared memory > {SHARED_LIMIT[spec.arch]} B (sm_{spec.arch})")
+        if self.registers > spec.max_registers:
+            found.append(f"{self.registers} registers > {spec.max_registers}")
         if spec.no_spills and self.spill_bytes:
             found.append(f"spills {self.spill_bytes} B per thread")
         if spec.tensor_cores and not self.mma:
@@ -84,8 +87,8 @@ def _source(spec: CompileSpec):
 def compile_report(spec: CompileSpec) -> CompileReport:
     """Compile ``spec`` for its arch and read registers, spills and shared memory.
 
-    ptxas prints its statistics only when it runs: call this with an empty Triton cache
-    (``TRITON_CACHE_DIR``) and ``TRITON_DUMP_PTXAS_LOG=1`` set before triton is imported.
+    ptxas prints its statistics only when it runs: call this with ``TRITON_ALWAYS_COMPILE=1``
+    (or an empty Triton cache) and ``TRITON_DUMP_PTXAS_LOG=1`` set before triton is imported.
     """
     import triton
 
@@ -98,13 +101,14 @@ def compile_report(spec: CompileSpec) -> CompileReport:
     except Exception as exc:  # noqa: BLE001 - every compiler failure is a gate failure
         while exc.__cause__ is not None:  # the compiler wraps the real error with source context
             exc = exc.__cause__
-        report.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip().strip("^")]
+        report.error = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
         return report
     text = log.getvalue()
     registers = re.findall(r"Used (\d+) registers", text)
     spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
     if not registers:
-        report.error = "no ptxas statistics (was the Triton cache empty and TRITON_DUMP_PTXAS_LOG=1 set?)"
+        report.error = "no ptxas statistics (are TRITON_ALWAYS_COMPILE=1 and TRITON_DUMP_PTXAS_LOG=1 set?)"
         return report
     report.registers = int(registers[-1])
     report.spill_bytes = sum(int(s) + int(l) for s, l in spills)

@@ -25,7 +25,7 @@ def interpreted() -> bool:
 def chunk_of(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, chunk, BLOCK: tl.constexpr, FIELDS: tl.constexpr):
     """(tensor index, element offsets, in-range mask, address of the tensor's table row) of ``chunk``."""
     tensor = tl.load(CHUNK_TENSOR + chunk)
-    offsets = tl.load(CHUNK_START + chunk) + tl.arange(0, BLOCK)
+    offsets = tl.multiple_of(tl.load(CHUNK_START + chunk), BLOCK) + tl.arange(0, BLOCK)  # chunks start at k BLOCK
     in_range = offsets < tl.load(NUMEL + tensor)
     return tensor, offsets, in_range, TABLE + tensor * FIELDS
 

@@ -81,12 +81,18 @@ def _emit_kernel(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, THRESHOLD, sharpness,
             tl.store(out.to(tl.pointer_type(tl.float32)) + offsets, w, mask=in_range)
 
 
+HISTOGRAM_BLOCK, EMIT_BLOCK, NUM_WARPS = 4096, 2048, 4  # GPU launches (the compile gate reads these)
+INTERPRETER_BLOCK = 8192  # under the interpreter, fewer and larger programs are cheaper
+EMIT_KINDS = {("hard", "dense"): "bool", ("hard", "bits"): "bits", ("soft", "dense"): "float32",
+              ("soft", "uint8"): "uint8"}
+
+
 def _launch_settings(device: torch.device) -> tuple[int, int]:
-    """(BLOCK, programs) for the histogram passes: large blocks under the interpreter, a few
-    programs per SM on a GPU so each adds its 256 counts once."""
+    """(BLOCK, programs) for the histogram passes: a few programs per SM on a GPU so each adds
+    its 256 counts once."""
     if interpreted():
-        return 8192, 4
-    return 4096, 4 * torch.cuda.get_device_properties(device).multi_processor_count
+        return INTERPRETER_BLOCK, 4
+    return HISTOGRAM_BLOCK, 4 * torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _key_to_value(key: torch.Tensor) -> torch.Tensor:
@@ -109,7 +115,7 @@ def saliency_threshold_triton(scores: list[torch.Tensor], k: int) -> torch.Tenso
     for shift in range(32 - DIGIT_BITS, -1, -DIGIT_BITS):
         hist = torch.zeros(BINS, dtype=torch.int32, device=device)
         _radix_histogram_kernel[(min(chunks, programs),)](table, chunk_tensor, chunk_start, numel, chunks, prefix,
-                                                          hist, SHIFT=shift, BLOCK=block)
+                                                          hist, SHIFT=shift, BLOCK=block, num_warps=NUM_WARPS)
         cumulative = hist.to(torch.int64).cumsum(0)
         digit = (cumulative <= rank).sum()
         rank = rank - torch.where(digit > 0, cumulative[(digit - 1).clamp(min=0)], 0)
@@ -120,17 +126,16 @@ def saliency_threshold_triton(scores: list[torch.Tensor], k: int) -> torch.Tenso
 def saliency_emit_triton(scores: list[torch.Tensor], threshold: torch.Tensor, mode: str, sharpness: float,
                          storage: str) -> list[torch.Tensor]:
     """Masks or weights from ``scores`` and a 0-d ``threshold`` in one launch (see module doc)."""
-    out_kind = {("hard", "dense"): "bool", ("hard", "bits"): "bits",
-                ("soft", "dense"): "float32", ("soft", "uint8"): "uint8"}[(mode, storage)]
+    out_kind = EMIT_KINDS[(mode, storage)]
     if out_kind == "bits":
         outputs = [torch.empty((s.numel() + 7) // 8, dtype=torch.uint8, device=s.device) for s in scores]
     else:
         dtype = {"bool": torch.bool, "float32": torch.float32, "uint8": torch.uint8}[out_kind]
         outputs = [torch.empty(s.shape, dtype=dtype, device=s.device) for s in scores]
-    block = 8192 if interpreted() else 2048
+    block = INTERPRETER_BLOCK if interpreted() else EMIT_BLOCK
     table, chunk_tensor, chunk_start, numel, chunks = chunk_table(scores, list(zip(scores, outputs)), block)
     _emit_kernel[(chunks,)](table, chunk_tensor, chunk_start, numel, threshold, float(sharpness),
-                            OUT=out_kind, SHARPEN=sharpness != 1, BLOCK=block)
+                            OUT=out_kind, SHARPEN=sharpness != 1, BLOCK=block, num_warps=NUM_WARPS)
     return outputs
 
 
@@ -138,3 +143,24 @@ def saliency_from_scores_triton(scores, keep: int, mode: str, sharpness: float, 
     """Threshold at the ``keep``-th largest score, then one-pass emission (see module doc)."""
     scores, _ = contiguous([s.detach().float() for s in scores])
     return saliency_emit_triton(scores, saliency_threshold_triton(scores, keep), mode, sharpness, storage)
+
+
+def compile_specs():
+    """The four histogram passes and every emission variant, at the GPU blocks, for the
+    compile gate (no tl.dot here: any spill fails)."""
+    from .aot import CompileSpec, kernel_types
+
+    specs = []
+    for arch in (80, 90):
+        types, divisible = kernel_types(_radix_histogram_kernel, element="fp32")
+        for shift in range(32 - DIGIT_BITS, -1, -DIGIT_BITS):
+            specs.append(CompileSpec(_radix_histogram_kernel, f"radix histogram, shift {shift}", types,
+                                     dict(SHIFT=shift, BLOCK=HISTOGRAM_BLOCK), NUM_WARPS, 1, arch, no_spills=True,
+                                     quick=arch == 90 and shift == 0, divisible=divisible))
+        types, divisible = kernel_types(_emit_kernel, element="fp32")
+        for out in EMIT_KINDS.values():
+            for sharpen in ((False, True) if out in ("float32", "uint8") else (False,)):
+                specs.append(CompileSpec(_emit_kernel, f"saliency emit {out}{', sharpen' if sharpen else ''}", types,
+                                         dict(OUT=out, SHARPEN=sharpen, BLOCK=EMIT_BLOCK), NUM_WARPS, 1, arch,
+                                         no_spills=True, quick=arch == 90, divisible=divisible))
+    return specs
