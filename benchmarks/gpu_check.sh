@@ -5,7 +5,7 @@
 # carry/cifar10/ holds train.zip and test.zip copied from ../shared/data/cifar10 (git-ignored),
 # .whl/ holds Inf-CL's wheel (README, "GPU session"). STAGES picks the stages, so that the work
 # can be split over two calls within the 10-minute call limit, e.g.
-#   STAGES="tests masked infonce" bash benchmarks/gpu_check.sh      # about 6 minutes
+#   STAGES="gate tests masked infonce" bash benchmarks/gpu_check.sh # about 6 minutes
 #   STAGES="unlearn" bash benchmarks/gpu_check.sh                   # about 5 minutes
 set -u
 OUT=${OUT:-/tmp/wsscl_gpu_out}
@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export WSSCL_CIFAR10=${WSSCL_CIFAR10:-$PWD/carry/cifar10}
 export WSSCL_CACHE=${WSSCL_CACHE:-/tmp/wsscl_cache}
-STAGES=${STAGES:-tests masked infonce unlearn}
+STAGES=${STAGES:-gate tests masked infonce unlearn}
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu_check.log"; }
 
 if ls .whl/*.whl > /dev/null 2>&1; then
@@ -25,6 +25,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 for stage in $STAGES; do
   log "stage $stage"
   case $stage in
+    gate)  # the ahead-of-time compile gate under this machine's Triton (3.6), before any kernel runs
+      timeout 120 python3 -m wsscl_fast.kernels.compile_gate --jobs 16 --out "$OUT/compile_gate.md" \
+        > "$OUT/compile_gate.log" 2>&1
+      log "compile gate rc=$?" ;;
     tests)
       timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_infonce.py tests/test_optim.py \
         tests/test_saliency_select.py tests/test_fast_path.py > "$OUT/pytest_cuda.log" 2>&1

@@ -5,7 +5,7 @@ parameter, gradient, saliency and state addresses. The parameters stay where the
 them (no flat-buffer re-pointing, which would break user code that holds parameter references
 or sets grads to None); the table costs one small asynchronous host-to-device copy per step.
 
-Semantics (../shared/METHOD.md), for each coordinate with saliency w > 0:
+Semantics (docs/method.md), for each coordinate with saliency w > 0:
     SGD:   d = g + wd p;  buf = mu buf + d;  u = d + mu buf (Nesterov) or buf;  p -= lr w u
     AdamW: p *= 1 - lr wd w;  m += (1 - b1)(g - m);  v = b2 v + (1 - b2) g^2;
            p -= (lr / (1 - b1^k)) w m / (sqrt(v) / sqrt(1 - b2^k) + eps)

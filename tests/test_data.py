@@ -1,5 +1,6 @@
 """Datasets, splits, augmentation and the CIFAR-10 zip/cache path."""
 import io
+import os
 import zipfile
 
 import numpy as np
@@ -149,3 +150,66 @@ def test_real_cifar10_subset(cifar10_root, tmp_path, monkeypatch):
     assert bundle.train.classes[0] == "airplane" and bundle.num_classes == 10
     x, y = bundle.train[0]
     assert x.shape == (3, 32, 32) and abs(float(x.mean())) < 2
+
+
+def _write_torchvision_cifar(folder, per_batch=4, seed=0):
+    """torchvision's cifar-10-batches-py layout, written here with small batches."""
+    import pickle
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()
+        with open(folder / name, "wb") as fh:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data}, fh)
+        written[name] = (data, labels)
+    return written
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_torchvision_cifar_batches(tmp_path, nested):
+    folder = tmp_path / "cifar-10-batches-py" if nested else tmp_path
+    written = _write_torchvision_cifar(folder)
+    bundle = load_cifar10_bundle(tmp_path)
+    assert bundle.train.images.shape == (20, 3, 32, 32) and bundle.test.images.shape == (4, 3, 32, 32)
+    first, labels = written["data_batch_1"]
+    assert torch.equal(bundle.train.images[:4], torch.from_numpy(first.reshape(4, 3, 32, 32)))
+    assert bundle.train.labels[:4].tolist() == labels and bundle.test.labels.tolist() == written["test_batch"][1]
+    assert bundle.train.classes[0] == "airplane"
+
+
+def test_torchvision_cifar_batches_refuse_code_and_bad_shapes(tmp_path):
+    import pickle
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_torchvision_cifar(folder)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({b"labels": [0], b"data": Evil()}, fh)
+    with pytest.raises(ValueError, match="test_batch is not a CIFAR-10 batch.*not allowed"):
+        load_cifar10_bundle(tmp_path)
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({b"labels": [0], b"data": np.zeros((1, 100), np.uint8)}, fh)
+    with pytest.raises(ValueError, match=r"expected \(N, 3072\)"):
+        load_cifar10_bundle(tmp_path)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_3"):
+        load_cifar10_bundle(tmp_path)
+
+
+def test_download_is_only_attempted_when_asked(tmp_path, monkeypatch):
+    from wsscl_fast import data
+    calls = []
+    monkeypatch.setattr(data, "_download_cifar10", lambda root: (calls.append(root), _write_torchvision_cifar(
+        root / "cifar-10-batches-py")))
+    with pytest.raises(FileNotFoundError, match="--download"):
+        load_cifar10_bundle(tmp_path / "c10")
+    assert calls == []
+    bundle = load_cifar10_bundle(tmp_path / "c10", download=True)
+    assert calls == [tmp_path / "c10"] and len(bundle.train) == 20
+    load_cifar10_bundle(tmp_path / "c10", download=True)  # already there: no second download
+    assert len(calls) == 1

@@ -23,7 +23,9 @@ def test_two_ranks_equal_one_process(tmp_path):
     _run([*TORCHRUN, str(HERE / "distributed_check.py"), str(tmp_path / "ddp.pt")])
     single, ddp = (torch.load(tmp_path / name, weights_only=True) for name in ("single.pt", "ddp.pt"))
     for a, b in zip(single["saliency"], ddp["saliency"]):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        # |sum of gradients|: the all-reduce adds the two ranks' halves in another order than one
+        # process does, so a coordinate near 0 can differ by a few fp32 ulps of the largest one
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
     for method in ("ft", "wsscl"):
         for key, value in single[method]["state"].items():
             torch.testing.assert_close(ddp[method]["state"][key], value, rtol=1e-4, atol=1e-5, msg=f"{method} {key}")

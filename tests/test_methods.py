@@ -28,6 +28,11 @@ def _short_config(name, tiny_recipe):
         return config.replace(forget_epochs=3, finetune_epochs=2)  # stage 2 needs a second pass to restore RA
     if name == "retrain":
         return config
+    if name in ("ft", "l1_sparse"):
+        # they forget only through catastrophic forgetting: over unlearn seeds 0-4 on this toy,
+        # 2 epochs raised UA by 1.4 to 6.2 points (the test's +5 failed on some machines), 5
+        # epochs by 6.1 to 11.6 (measured 2026-11-28), so the bound below holds with margin
+        return config.replace(epochs=5)
     return config.replace(epochs=2)
 
 

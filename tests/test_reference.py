@@ -16,7 +16,7 @@ from wsscl_fast.reference import (
 
 
 def naive_infonce(a, p, r, tau, normalize):
-    """Row-by-row loops straight from METHOD.md, no vectorised tricks."""
+    """Row-by-row loops straight from docs/method.md, no vectorised tricks."""
     total = 0.0
     for i in range(a.shape[0]):
         ai, pi = a[i], p[i]

@@ -50,7 +50,11 @@ def _execution(args) -> Execution:
 def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--data", choices=("digits", "cifar10", "fashion-mnist"), default=None if not required else "digits",
                         help="dataset (default: digits, or the checkpoint's)")
-    parser.add_argument("--data-root", default=None, help="dataset directory (CIFAR-10: holding train.zip/test.zip)")
+    parser.add_argument("--data-root", default=None,
+                        help="dataset directory (CIFAR-10: train.zip/test.zip, train/ and test/ ImageFolders, or "
+                             "torchvision's cifar-10-batches-py; default $WSSCL_DATA/cifar10, else "
+                             "~/.cache/wsscl_fast/data/cifar10)")
+    parser.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if it is missing")
     parser.add_argument("--train-size", type=int, default=None, help="seeded subset of the training split")
     parser.add_argument("--test-size", type=int, default=None, help="seeded subset of the test split")
 
@@ -64,7 +68,8 @@ def _bundle(args, meta: dict | None = None):
     meta = meta or {}
     name = args.data or meta.get("data", "digits")
     return load_bundle(name, args.data_root or meta.get("data_root"), args.train_size or meta.get("train_size"),
-                       args.test_size or meta.get("test_size"), seed=meta.get("data_seed", args.seed))
+                       args.test_size or meta.get("test_size"), seed=meta.get("data_seed", args.seed),
+                       download=args.download)
 
 
 def _load_model(path: str, bundle):

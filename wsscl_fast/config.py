@@ -74,7 +74,7 @@ class BaselineConfig(_Common):
 
 @dataclass
 class WSSCLConfig(_Common):
-    """Every WSS-CL hyperparameter (../shared/METHOD.md), with our defaults.
+    """Every WSS-CL hyperparameter (docs/method.md), with our defaults.
 
     Stage 0 (saliency): g = |sum of forget-set CE gradients|, global top-``saliency_ratio``
     threshold t; ``saliency_mode="soft"`` gives s = clamp(g/t, 0, 1) ** ``saliency_sharpness``

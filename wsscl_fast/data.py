@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import os
+import pickle
 import struct
 import zipfile
 import zlib
@@ -169,6 +170,52 @@ def _cached_decode(source: Path, reader):
     return classes, (images, labels)
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles torchvision's CIFAR batches (dicts of bytes, lists and numpy arrays) and
+    refuses every other global, so a hostile file cannot run code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    try:
+        with open(path, "rb") as fh:
+            batch = _ArrayUnpickler(fh, encoding="bytes").load()
+        data, labels = np.asarray(batch[b"data"], dtype=np.uint8), [int(y) for y in batch[b"labels"]]
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"{path}: expected (N, 3072) uint8 data and N labels, got {data.shape} and {len(labels)}")
+    return data, labels
+
+
+def _read_torchvision_cifar(folder: Path, train: bool):
+    """torchvision's ``cifar-10-batches-py`` layout: data_batch_1..5 (train) or test_batch."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {missing} (torchvision's cifar-10-batches-py layout)")
+    batches = [_read_cifar_batch(folder / n) for n in names]
+    images = torch.from_numpy(np.concatenate([d for d, _ in batches]).reshape(-1, 3, 32, 32).copy())
+    labels = torch.tensor([y for _, ys in batches for y in ys], dtype=torch.int64)
+    if labels.numel() and not bool(((labels >= 0) & (labels < 10)).all()):
+        raise ValueError(f"{folder}: labels must lie in [0, 10)")
+    return CIFAR10_CLASSES, (images, labels)
+
+
+def _download_cifar10(root: Path) -> None:
+    """torchvision's download into ``root`` (needs a network; the tests never call it)."""
+    from torchvision.datasets import CIFAR10
+
+    for train in (True, False):
+        CIFAR10(str(root), train=train, download=True)
+
+
 def _cifar_split(root: Path, split: str):
     if (root / f"{split}.zip").is_file():
         path = root / f"{split}.zip"
@@ -180,7 +227,7 @@ def _cifar_split(root: Path, split: str):
         return _read_torchvision_cifar(tv, split == "train")
     raise FileNotFoundError(
         f"no CIFAR-10 {split} split under {root}: expected {split}.zip, an ImageFolder directory "
-        f"{split}/, or torchvision's cifar-10-batches-py/"
+        f"{split}/, or torchvision's cifar-10-batches-py/ (download=True / --download fetches it)"
     )
 
 
@@ -192,12 +239,16 @@ def _seeded_subset(images, labels, count: int | None, seed: int):
 
 
 def load_cifar10_bundle(root: str | os.PathLike, train_size: int | None = None, test_size: int | None = None,
-                        seed: int = 0) -> DataBundle:
+                        seed: int = 0, download: bool = False) -> DataBundle:
     """CIFAR-10 from ``root`` holding train.zip/test.zip, train/ and test/ ImageFolders, or
-    torchvision's cifar-10-batches-py; optional seeded subsets of each split."""
+    torchvision's cifar-10-batches-py; optional seeded subsets of each split. ``download``
+    fetches torchvision's copy into ``root`` when none of these is there."""
     root = Path(root)
+    if download and not any((root / p).exists() for p in ("train.zip", "train", "cifar-10-batches-py", "test_batch")):
+        root.mkdir(parents=True, exist_ok=True)
+        _download_cifar10(root)
     if not root.exists():
-        raise FileNotFoundError(f"CIFAR-10 root {root} does not exist")
+        raise FileNotFoundError(f"CIFAR-10 root {root} does not exist (download=True / --download fetches it)")
     classes, (train_x, train_y) = _cifar_split(root, "train")
     _, (test_x, test_y) = _cifar_split(root, "test")
     train_x, train_y = _seeded_subset(train_x, train_y, train_size, seed)
@@ -239,15 +290,20 @@ def load_fashion_mnist_bundle(root: str | os.PathLike = FASHION_MNIST_ROOT, trai
     return DataBundle("fashion-mnist", make(split["train"]), make(split["test"]), aug_pad=2, aug_flip=True)
 
 
+def default_data_root(name: str) -> Path:
+    """Where a dataset lives when no root is given: ``$WSSCL_DATA/<name>``, by default
+    ``~/.cache/wsscl_fast/data/<name>`` (torchvision's download layout goes there)."""
+    return Path(os.environ.get("WSSCL_DATA", Path.home() / ".cache" / "wsscl_fast" / "data")) / name
+
+
 def load_bundle(name: str, root: str | None = None, train_size: int | None = None, test_size: int | None = None,
-                seed: int = 0) -> DataBundle:
-    """Load ``digits`` (embedded), ``cifar10`` (needs ``root``) or ``fashion-mnist``."""
+                seed: int = 0, download: bool = False) -> DataBundle:
+    """Load ``digits`` (embedded), ``cifar10`` (``root``, else :func:`default_data_root`;
+    ``download`` fetches torchvision's copy there) or ``fashion-mnist``."""
     if name == "digits":
         return load_digits_bundle(seed)
     if name == "cifar10":
-        if root is None:
-            raise ValueError("cifar10 needs a data root (--data-root), e.g. ../shared/data/cifar10")
-        return load_cifar10_bundle(root, train_size, test_size, seed)
+        return load_cifar10_bundle(root or default_data_root("cifar10"), train_size, test_size, seed, download)
     if name == "fashion-mnist":
         return load_fashion_mnist_bundle(root or FASHION_MNIST_ROOT, train_size, test_size, seed)
     raise ValueError(f"unknown dataset {name!r}; choose digits, cifar10 or fashion-mnist")

@@ -1,4 +1,4 @@
-"""Unlearning metrics, following the SalUn code base's protocol (../shared/METHOD.md).
+"""Unlearning metrics, following the SalUn code base's protocol (docs/method.md).
 
 UA = 100 - acc(D_f); RA = acc(D_r); TA = acc(test); MIA-efficacy = % of forget samples that
 an SVC on the confidence p(y|x) calls non-members; Avg. Gap = mean |metric - Retrain's|.

@@ -3,7 +3,7 @@
 The saliency w (bool mask or float weight in [0, 1], one tensor per parameter) scales
 the *update*, not the gradient; a coordinate with w == 0 never changes, neither its
 parameter nor its optimizer state (weight decay included). With w == 1 everywhere the
-steps equal ``torch.optim.SGD`` / ``torch.optim.AdamW``. Semantics: ../shared/METHOD.md.
+steps equal ``torch.optim.SGD`` / ``torch.optim.AdamW``. Semantics: docs/method.md.
 ``saliency_storage="bits"`` keeps hard masks packed 1 bit per coordinate and ``"uint8"`` keeps
 soft weights as q / 255 (:func:`store_saliency`). fp16/bf16 parameters get fp32 state.
 

@@ -1,4 +1,4 @@
-"""Plain PyTorch ground truth for every op in wsscl_fast (see ../shared/METHOD.md).
+"""Plain PyTorch ground truth for every op in wsscl_fast (see docs/method.md).
 
 Everything here is written for readability, directly from the formulas. The fused
 backends (Triton, C++) are tested against these functions; these functions are tested

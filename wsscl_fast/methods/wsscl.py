@@ -1,4 +1,4 @@
-"""WSS-CL: weight-saliency soft-guided contrastive unlearning (../shared/METHOD.md).
+"""WSS-CL: weight-saliency soft-guided contrastive unlearning (docs/method.md).
 
 stage 0  saliency s from |sum of forget-set gradients| (soft by default)
 stage 1  forgetting in logit space: maximise the bounded KL to aggregated pseudo-labels
