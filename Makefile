@@ -16,7 +16,7 @@ $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m wsscl_fast demo
+	$(PY) -m wsscl_fast demo --force  # replaces the previous demo run's tables and plots
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -123,3 +123,57 @@ def test_hostile_forget_lists_and_unwritable_output(checkpoint, tmp_path, capsys
 def test_resume_without_a_state_is_refused(checkpoint, tmp_path, capsys):
     assert main(["unlearn", "--checkpoint", str(checkpoint), "--resume", "--out", str(tmp_path), "--quiet"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- no silent wrong result, no lost file
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+    (["train", "--train-size", "-5"], "--train-size: expected a positive integer, got -5"),
+    (["train", "--test-size", "0"], "--test-size: expected a positive integer, got 0"),
+    (["compare", "--epochs", "two"], "--epochs: expected a positive integer, got 'two'"),
+])
+def test_counts_must_be_positive(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_outputs_need_force(checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["unlearn", "--checkpoint", str(checkpoint), "--method", "ft", "--set", "epochs=1", "--out", str(out),
+            "--quiet"]
+    assert main(args) == 0
+    first = (out / "unlearned.pt").read_bytes(), (out / "record.json").read_text()
+    capsys.readouterr()
+    assert main([*args[:-1], "--seed", "1", "--quiet"]) == 2
+    assert "already holds unlearned.pt, unlearn.json, record.json" in capsys.readouterr().err
+    assert ((out / "unlearned.pt").read_bytes(), (out / "record.json").read_text()) == first
+    assert main([*args, "--seed", "1", "--force"]) == 0
+    assert (out / "unlearned.pt").read_bytes() != first[0]
+    train_out = checkpoint.parent
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", str(train_out), "--quiet"]) == 2
+    assert "already holds model.pt" in capsys.readouterr().err
+
+
+def test_failed_command_leaves_no_new_empty_folder_and_bad_retrain_fails_first(checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "never"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--retrain", str(bad), "--out", str(out), "--quiet"]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    assert not out.exists()  # failed before any work: no unlearned.pt without a record, no empty folder
+
+
+def test_evaluate_reuses_the_scenario_of_the_unlearning_run(checkpoint, tmp_path, capsys):
+    out = tmp_path / "c1"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "class:1", "--method", "ft", "--set",
+                 "epochs=1", "--seed", "3", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--quiet"]) == 0
+    from_checkpoint = capsys.readouterr().out
+    assert "forget set: class:1, seed 3" in from_checkpoint
+    assert main(["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--record", str(out / "record.json")]) == 0
+    assert capsys.readouterr().out == from_checkpoint
+    assert main(["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--forget", "random:0.1", "--seed", "0"]) == 0
+    assert "forget set: random:0.1, seed 0" in capsys.readouterr().out

@@ -25,10 +25,22 @@ from .training import train_model
 
 
 # ----------------------------------------------------------------------------- helpers
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 and negative counts are refused, never reinterpreted)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and unlearning (default: %(default)s)")
     parser.add_argument("--out", default=out_default, help="output directory (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="overwrite this command's output files in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--execution", choices=("auto", "fast", "reference"), default="auto",
                         help="fast: on-device data and bf16 autocast; reference: DataLoader, fp32 "
@@ -55,8 +67,8 @@ def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
                              "torchvision's cifar-10-batches-py; default $WSSCL_DATA/cifar10, else "
                              "~/.cache/wsscl_fast/data/cifar10)")
     parser.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if it is missing")
-    parser.add_argument("--train-size", type=int, default=None, help="seeded subset of the training split")
-    parser.add_argument("--test-size", type=int, default=None, help="seeded subset of the test split")
+    parser.add_argument("--train-size", type=positive_int, default=None, help="seeded subset of the training split")
+    parser.add_argument("--test-size", type=positive_int, default=None, help="seeded subset of the test split")
 
 
 def _forget_args(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +106,25 @@ def _resume_arg(parser: argparse.ArgumentParser) -> None:
                              "the same arguments; the result is bit-identical to an uninterrupted run")
 
 
+OUTPUTS = {  # the files each command writes into --out; existing ones need --force
+    "train": ("model.pt",),
+    "unlearn": ("unlearned.pt", "unlearn.json", "record.json"),
+    "compare": ("compare.md", "compare.json", "compare.png"),
+    "demo": tuple(f"{name}.{ext}" for name in ("classwise", "random") for ext in ("md", "json", "png")),
+}
+
+
+def prepare_out(args) -> Path:
+    """Check --out before any long work: writable, and none of this command's outputs there
+    unless --force."""
+    out = ensure_writable_dir(args.out)
+    existing = [name for name in OUTPUTS[args.command] if (out / name).exists()]
+    if existing and not args.force:
+        raise FileExistsError(f"{out} already holds {', '.join(existing)} from an earlier run; "
+                              f"choose another --out or pass --force to overwrite")
+    return out
+
+
 def _print_metrics(metrics: dict) -> None:
     print("  ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
 
@@ -106,7 +137,7 @@ def _run_state(args, out: Path, **fingerprint) -> RunState:
 
 
 def cmd_train(args) -> int:
-    ensure_writable_dir(args.out)
+    prepare_out(args)
     bundle = _bundle(args)
     recipe = recipe_for(bundle, args.arch, args.epochs)
     torch.manual_seed(args.seed)
@@ -130,8 +161,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_unlearn(args) -> int:
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args)
     model, blob = _load_model(args.checkpoint, bundle := _bundle(args, load_checkpoint(args.checkpoint)))
+    retrain_model = _load_model(args.retrain, bundle)[0] if args.retrain else None  # checked before the run
     scenario = make_scenario(bundle, args.forget, seed=args.seed)
     configs = apply_overrides(recipe_for(bundle, blob["arch"]).method_configs, args.set, args.method)
     target = out / "unlearned.pt"
@@ -147,13 +179,13 @@ def cmd_unlearn(args) -> int:
                          execution=_execution(args))
     if not distributed.is_main():  # every rank holds the same result; rank 0 writes it
         return 0
-    _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"} | {"unlearned_by": args.method}, target)
+    _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"}
+                | {"unlearned_by": args.method, "forget": args.forget, "forget_seed": args.seed}, target)
     summary = dict(method=args.method, forget=args.forget, seed=args.seed, rte=result.rte, timings=result.timings,
                    metrics=result.metrics, config=result.config.to_dict(), info=result.info)
     atomic_write_bytes(json.dumps(summary, indent=2).encode(), out / "unlearn.json")
     retrain_metrics = None
-    if args.retrain:
-        retrain_model, _ = _load_model(args.retrain, bundle)
+    if retrain_model is not None:
         retrain_metrics = evaluate_unlearning(retrain_model.to(args.device), scenario.forget, scenario.retain,
                                               scenario.test, scenario.forgotten_test)
     record = build_record(original_digest, result, scenario.forget_indices, seed=args.seed, device=args.device,
@@ -171,9 +203,27 @@ def cmd_verify(args) -> int:
     return 0 if matches else 1
 
 
+def evaluation_scenario(args, blob: dict) -> tuple[str, int]:
+    """(forget spec, seed) for ``evaluate``: --forget/--seed when given, else the record's
+    (--record), else the unlearned checkpoint's own, else random:0.1 with --seed."""
+    if args.record:
+        record = json.loads(Path(args.record).read_text())
+        stored = (record.get("forget_set", {}).get("scenario"), record.get("seed"))
+        if stored[0] is None:
+            raise ValueError(f"{args.record} names no forget scenario; pass --forget")
+    else:
+        stored = (blob.get("forget"), blob.get("forget_seed"))
+    forget = args.forget or stored[0] or "random:0.1"
+    seed = args.seed if args.seed is not None else (stored[1] if stored[1] is not None else 0)
+    return forget, seed
+
+
 def cmd_evaluate(args) -> int:
-    model, _ = _load_model(args.checkpoint, bundle := _bundle(args, load_checkpoint(args.checkpoint)))
-    scenario = make_scenario(bundle, args.forget, seed=args.seed)
+    blob = load_checkpoint(args.checkpoint)
+    model, _ = _load_model(args.checkpoint, bundle := _bundle(args, blob))
+    forget, seed = evaluation_scenario(args, blob)
+    scenario = make_scenario(bundle, forget, seed=seed)
+    print(f"forget set: {forget}, seed {seed}")
     model.to(args.device)
     _print_metrics(evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test))
     return 0
@@ -191,7 +241,7 @@ def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, 
 
 
 def cmd_compare(args) -> int:
-    ensure_writable_dir(args.out)
+    prepare_out(args)
     meta = load_checkpoint(args.checkpoint) if args.checkpoint else None
     bundle = _bundle(args, meta)
     if args.checkpoint:
@@ -214,7 +264,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    ensure_writable_dir(args.out)
+    prepare_out(args)
     bundle = load_bundle("digits", seed=args.seed)
     recipe = recipe_for(bundle)
     device, out = torch.device(args.device), Path(args.out)
@@ -238,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and save the original model")
     _data_args(p, required=True)
     p.add_argument("--arch", choices=("small_cnn", "resnet18"), default=None, help="default: by dataset")
-    p.add_argument("--epochs", type=int, default=None, help="default: by dataset")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: by dataset")
     _resume_arg(p)
     _common(p, "wsscl_out")
     p.set_defaults(func=cmd_train)
@@ -264,8 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model")
     p.add_argument("--checkpoint", required=True)
     _data_args(p, required=False)
-    _forget_args(p)
+    p.add_argument("--forget", default=None,
+                   help="random:FRACTION, class:LABEL or indices:FILE (default: the record's, else the one the "
+                        "checkpoint was unlearned with, else random:0.1)")
+    p.add_argument("--record", default=None, help="record.json of the unlearning run: reuse its forget set and seed")
     _common(p, "wsscl_out")
+    p.set_defaults(seed=None)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="several methods side by side against Retrain")
@@ -273,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p, required=False)
     _forget_args(p)
     p.add_argument("--arch", choices=("small_cnn", "resnet18"), default=None)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs of the original and Retrain")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs of the original and Retrain")
     p.add_argument("--methods", default=",".join(ALL_METHODS[1:]), help="comma-separated (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help="override a config field")
     _common(p, "wsscl_out/compare")
@@ -285,8 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _remove_if_new_and_empty(out: Path | None) -> None:
+    """A failed command leaves no empty --out folder that it created itself."""
+    if out is not None and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    out = Path(args.out) if getattr(args, "out", None) else None
+    created_out = out if out is not None and not out.exists() else None
     try:
         device = distributed.init_from_env(getattr(args, "device", None))  # under torchrun
         if device is not None:
@@ -298,3 +360,5 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as exc:
         print(f"wsscl-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        _remove_if_new_and_empty(created_out)
