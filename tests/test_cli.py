@@ -177,3 +177,76 @@ def test_evaluate_reuses_the_scenario_of_the_unlearning_run(checkpoint, tmp_path
     assert capsys.readouterr().out == from_checkpoint
     assert main(["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--forget", "random:0.1", "--seed", "0"]) == 0
     assert "forget set: random:0.1, seed 0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, message", [
+    ("forget_batch_size=0", "WSSCLConfig.forget_batch_size must be an integer >= 1, got 0"),
+    ("finetune_lr=-1", "WSSCLConfig.finetune_lr must be > 0, got -1.0"),
+    ("finetune_lr=abc", "--set 'finetune_lr=abc': finetune_lr expects float, got 'abc'"),
+    ("forget_epochs=0", None),  # with finetune_epochs=0 below: nothing would be unlearned
+])
+def test_wsscl_settings_are_checked_before_the_run(checkpoint, tmp_path, capsys, override, message):
+    extra = ["--set", "finetune_epochs=0"] if message is None else []
+    out = tmp_path / "o"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--set", override, *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (message or "both 0, so nothing would be unlearned") in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method, override, message", [
+    ("ga", "ga_epochs=0", "BaselineConfig.ga_epochs must be an integer >= 1, got 0"),
+    ("ft", "epochs=1.5", "epochs expects int"),
+    ("ga", "wsscl.finetune_epochs=1", "configures wsscl, which this run does not use (ga)"),
+])
+def test_baseline_settings_and_foreign_overrides_are_refused(checkpoint, tmp_path, capsys, method, override, message):
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--method", method, "--set", override,
+                 "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_record_names_the_backend_chosen_by_the_environment(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("WSSCL_BACKEND", "torch")
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--method", "salun", "--set", "epochs=1",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert json.loads((tmp_path / "record.json").read_text())["backend"] == "torch"
+
+
+def test_verify_checks_ids_signature_and_unchanged_weights(checkpoint, tmp_path, capsys):
+    key = tmp_path / "key"
+    key.write_text("s3cret\n")
+    out = tmp_path / "run"
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(i) for i in range(0, 40, 3)))
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--method", "ft",
+                 "--set", "epochs=1", "--key-file", str(key), "--out", str(out), "--quiet"]) == 0
+    record, model = str(out / "record.json"), str(out / "unlearned.pt")
+    capsys.readouterr()
+    assert main(["verify", record, model, "--ids", str(ids), "--key-file", str(key)]) == 0
+    assert "signature and forget ids checked" in capsys.readouterr().out
+    other = tmp_path / "other.txt"
+    other.write_text("1\n2\n")
+    assert main(["verify", record, model, "--ids", str(other)]) == 1
+    assert "not the forget set" in capsys.readouterr().out
+    wrong = tmp_path / "wrong"
+    wrong.write_text("guess")
+    assert main(["verify", record, model, "--key-file", str(wrong)]) == 1
+    edited = json.loads((out / "record.json").read_text())
+    edited["metrics"]["UA"] = 100.0
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    assert main(["verify", str(tmp_path / "edited.json"), model, "--key-file", str(key)]) == 1
+    assert "HMAC mismatch" in capsys.readouterr().out
+    unchanged = dict(edited, unlearned_weights_sha256=edited["original_weights_sha256"])
+    (tmp_path / "unchanged.json").write_text(json.dumps(unchanged))
+    assert main(["verify", str(tmp_path / "unchanged.json"), str(checkpoint)]) == 1
+    assert "changed no weight" in capsys.readouterr().out
+
+
+def test_compare_trains_retrain_with_the_checkpoints_recipe(checkpoint, tmp_path):
+    from wsscl_fast.checkpoint import load_checkpoint
+    from wsscl_fast.cli import checkpoint_recipe
+    from wsscl_fast.data import load_digits_bundle
+    blob = load_checkpoint(str(checkpoint))
+    recipe = checkpoint_recipe(load_digits_bundle(), blob)
+    assert blob["train_config"]["epochs"] == 3  # the fixture trains 3 epochs; the digits default is 20
+    assert recipe.train.epochs == 3 and recipe.method_configs["retrain"].epochs == 3

@@ -123,7 +123,7 @@ def test_api_errors(trained_digits_model, classwise):
         unlearn("model.pt", classwise.forget, classwise.retain)
     with pytest.raises(TypeError, match="needs a model with features"):
         unlearn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), classwise.forget,
-                classwise.retain, "wsscl", WSSCLConfig(forget_epochs=0, finetune_epochs=0), progress=False)
+                classwise.retain, "wsscl", WSSCLConfig(forget_epochs=1, finetune_epochs=0), progress=False)
 
 
 def test_config_validation():
@@ -135,3 +135,11 @@ def test_config_validation():
         WSSCLConfig(temperature=0.0)
     with pytest.raises(ValueError, match=r"has no field\(s\) \['lamda'\]"):
         WSSCLConfig.from_dict({"lamda": 1.0})
+
+
+def test_overlapping_forget_and_retain_are_refused(trained_digits_model, digits):
+    with pytest.raises(ValueError, match="share 5 sample"):
+        unlearn(trained_digits_model, Subset(digits.train, range(10)), Subset(digits.train, range(5, 100)), "ft",
+                BaselineConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="the same dataset"):
+        unlearn(trained_digits_model, digits.train, digits.train, "ft", BaselineConfig(epochs=1), progress=False)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from . import distributed
 from .config import TrainConfig
@@ -33,6 +34,30 @@ def _loader(name: str, data, batch_size: int, seed: int, device):
         return distributed.loader(data, batch_size, shuffle=True, seed=seed, device=device)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
+
+
+def _subset_rows(data):
+    """(the base dataset, the row indices into it) of a Dataset, DataLoader or nested Subset."""
+    data = getattr(data, "dataset", data) if isinstance(data, DataLoader) else data
+    rows = None
+    while isinstance(data, Subset):
+        indices = torch.as_tensor(list(data.indices), dtype=torch.int64)
+        rows = indices if rows is None else indices[rows]
+        data = data.dataset
+    return data, rows
+
+
+def _check_disjoint(forget, retain) -> None:
+    """``forget`` and ``retain`` must not share samples (checked where both index one dataset)."""
+    forget_base, forget_rows = _subset_rows(forget)
+    retain_base, retain_rows = _subset_rows(retain)
+    if forget_base is not retain_base:
+        return
+    if forget_rows is None or retain_rows is None:
+        raise ValueError("forget and retain are the same dataset; pass disjoint subsets of it")
+    shared = torch.isin(forget_rows, retain_rows).sum().item()
+    if shared:
+        raise ValueError(f"forget and retain share {shared} sample(s); a sample is either forgotten or retained")
 
 
 def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, test=None,
@@ -68,6 +93,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     config = spec.config_class() if config is None else config
     if not isinstance(config, spec.config_class):
         raise TypeError(f"method {method!r} takes a {spec.config_class.__name__}, got {type(config).__name__}")
+    _check_disjoint(forget, retain)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     execution = execution or Execution.default_for(device)
     batches_on = device if execution.device_data else None

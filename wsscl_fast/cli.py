@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from . import distributed
+from . import backends, distributed
 from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
-from .data import load_bundle, make_scenario
+from .data import load_bundle, make_scenario, read_index_file
+from .config import TrainConfig
 from .execution import Execution
 from .metrics import evaluate_unlearning, predict_split
 from .recipes import ALL_METHODS, apply_overrides, recipe_for
@@ -84,9 +86,16 @@ def _bundle(args, meta: dict | None = None):
                        download=args.download)
 
 
+def checkpoint_recipe(bundle, blob: dict):
+    """The recipe of a checkpoint: its architecture, and the training recipe it was trained
+    with (so that Retrain is like-for-like), when the checkpoint records one."""
+    train = TrainConfig.from_dict(blob["train_config"]) if blob.get("train_config") else None
+    return recipe_for(bundle, blob["arch"], train=train)
+
+
 def _load_model(path: str, bundle):
     blob = load_checkpoint(path)
-    recipe = recipe_for(bundle, blob["arch"])
+    recipe = checkpoint_recipe(bundle, blob)
     model = recipe.build_model(bundle)
     try:
         model.load_state_dict(blob["state_dict"])
@@ -162,10 +171,12 @@ def cmd_train(args) -> int:
 
 def cmd_unlearn(args) -> int:
     out = prepare_out(args)
+    key = _key(args)
     model, blob = _load_model(args.checkpoint, bundle := _bundle(args, load_checkpoint(args.checkpoint)))
     retrain_model = _load_model(args.retrain, bundle)[0] if args.retrain else None  # checked before the run
     scenario = make_scenario(bundle, args.forget, seed=args.seed)
-    configs = apply_overrides(recipe_for(bundle, blob["arch"]).method_configs, args.set, args.method)
+    configs = apply_overrides(checkpoint_recipe(bundle, blob).method_configs, args.set, args.method,
+                              used=(args.method,))
     target = out / "unlearned.pt"
     if target.resolve() == Path(args.checkpoint).resolve():
         raise ValueError(f"refusing to overwrite the input checkpoint {args.checkpoint}; choose another --out")
@@ -189,16 +200,28 @@ def cmd_unlearn(args) -> int:
         retrain_metrics = evaluate_unlearning(retrain_model.to(args.device), scenario.forget, scenario.retain,
                                               scenario.test, scenario.forgotten_test)
     record = build_record(original_digest, result, scenario.forget_indices, seed=args.seed, device=args.device,
-                          backend=args.backend, scenario=args.forget, retrain_metrics=retrain_metrics)
-    write_record(record, out / "record.json")
+                          backend=args.backend or os.environ.get(backends.ENV_VAR), scenario=args.forget,
+                          retrain_metrics=retrain_metrics)
+    write_record(record, out / "record.json", key=key)
     run_state.finish()
     print(f"{args.method} on {scenario.name}: RTE {result.rte:.2f}s -> {target} (record: {out / 'record.json'})")
     _print_metrics(result.metrics)
     return 0
 
 
+def _key(args) -> bytes | None:
+    """The HMAC key from --key-file (its bytes, surrounding whitespace stripped)."""
+    if not getattr(args, "key_file", None):
+        return None
+    key = Path(args.key_file).read_bytes().strip()
+    if not key:
+        raise ValueError(f"--key-file {args.key_file} is empty")
+    return key
+
+
 def cmd_verify(args) -> int:
-    matches, message = verify_record(args.record, args.model)
+    ids = read_index_file(Path(args.ids)) if args.ids else None
+    matches, message = verify_record(args.record, args.model, ids=ids, key=_key(args))
     print(message)
     return 0 if matches else 1
 
@@ -246,15 +269,15 @@ def cmd_compare(args) -> int:
     bundle = _bundle(args, meta)
     if args.checkpoint:
         model, blob = _load_model(args.checkpoint, bundle)
-        recipe = recipe_for(bundle, blob["arch"])
+        recipe = checkpoint_recipe(bundle, blob)
     else:
         recipe = recipe_for(bundle, args.arch, args.epochs)
         torch.manual_seed(args.seed)
         model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, torch.device(args.device),
                             seed=args.seed, progress=not args.quiet, desc="original", execution=_execution(args))
-    recipe.method_configs = apply_overrides(recipe.method_configs, args.set)
-    model.to(args.device)
     methods = [m for m in args.methods.split(",") if m]
+    recipe.method_configs = apply_overrides(recipe.method_configs, args.set, used=("retrain", *methods))
+    model.to(args.device)
     table = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
                            not args.quiet, Path(args.out), "compare", _execution(args))
     if distributed.is_main():
@@ -300,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="wsscl", choices=ALL_METHODS)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     p.add_argument("--retrain", default=None, help="a Retrain checkpoint: its metrics and the gap go into record.json")
+    p.add_argument("--key-file", default=None, help="sign record.json with HMAC-SHA256 under this secret key")
     p.add_argument("--backend", choices=("torch", "cpp", "triton"), default=None,
                    help="op backend (default: WSSCL_BACKEND, else by device)")
     _resume_arg(p)
@@ -309,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check that a model file is the one an unlearning record describes")
     p.add_argument("record", help="record.json written by `unlearn`")
     p.add_argument("model", help="model file (.pt) to check")
+    p.add_argument("--ids", default=None, help="file of the sample ids that were to be forgotten (one per line)")
+    p.add_argument("--key-file", default=None, help="the secret key record.json was signed with (unlearn --key-file)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model")

@@ -32,15 +32,21 @@ class _Common:
     def replace(self, **changes):
         return replace(self, **changes)
 
+    def _require(self, name: str, ok, expected: str) -> None:
+        """Refuse field ``name`` unless ``ok(value)``, naming the field and what was expected."""
+        value = getattr(self, name)
+        try:
+            valid = bool(ok(value))
+        except TypeError:
+            valid = False
+        if not valid:
+            raise ValueError(f"{type(self).__name__}.{name} must be {expected}, got {value!r}")
+
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.aug_pad < 0:
-            raise ValueError(f"aug_pad must be >= 0, got {self.aug_pad}")
+        self._require("batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+        self._require("momentum", lambda v: 0 <= v < 1, "in [0, 1)")
+        self._require("weight_decay", lambda v: v >= 0, ">= 0")
+        self._require("aug_pad", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
 
 
 @dataclass
@@ -56,8 +62,8 @@ class TrainConfig(_Common):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.epochs < 1 or self.lr <= 0:
-            raise ValueError(f"epochs must be >= 1 and lr > 0, got epochs={self.epochs}, lr={self.lr}")
+        self._require("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+        self._require("lr", lambda v: v > 0, "> 0")
 
 
 @dataclass
@@ -70,6 +76,15 @@ class BaselineConfig(_Common):
     ga_epochs: int = 5
     l1_alpha: float = 5e-4  #: initial weight of ||theta||_1, decayed linearly to 0
     saliency_ratio: float = 0.5  #: SalUn's gamma: the top half of |grad| is updated
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("epochs", "ga_epochs"):  # 0 epochs would "unlearn" nothing and still write a record
+            self._require(name, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+        for name in ("lr", "ga_lr"):
+            self._require(name, lambda v: v > 0, "> 0")
+        self._require("l1_alpha", lambda v: v >= 0, ">= 0")
+        self._require("saliency_ratio", lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 @dataclass
@@ -130,17 +145,20 @@ class WSSCLConfig(_Common):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.finetune_schedule not in ("constant", "cosine"):
-            raise ValueError(f"finetune_schedule must be 'constant' or 'cosine', got {self.finetune_schedule!r}")
-        if self.saliency_mode not in ("soft", "hard"):
-            raise ValueError(f"saliency_mode must be 'soft' or 'hard', got {self.saliency_mode!r}")
-        if not 0 < self.saliency_ratio <= 1:
-            raise ValueError(f"saliency_ratio must be in (0, 1], got {self.saliency_ratio}")
-        if self.temperature <= 0 or self.pseudo_label_temperature <= 0:
-            raise ValueError("temperature and pseudo_label_temperature must be > 0")
-        if self.num_views < 1:
-            raise ValueError(f"num_views must be >= 1, got {self.num_views}")
-        if not (self.kl_bound == "auto" or (isinstance(self.kl_bound, (int, float)) and self.kl_bound > 0)):
-            raise ValueError(f"kl_bound must be 'auto' or a number > 0, got {self.kl_bound!r}")
-        if self.forget_epochs < 0 or self.finetune_epochs < 0:
-            raise ValueError("forget_epochs and finetune_epochs must be >= 0")
+        self._require("finetune_schedule", lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'")
+        self._require("saliency_mode", lambda v: v in ("soft", "hard"), "'soft' or 'hard'")
+        self._require("saliency_ratio", lambda v: 0 < v <= 1, "in (0, 1]")
+        for name in ("temperature", "pseudo_label_temperature", "saliency_sharpness", "kl_bound_fallback",
+                     "forget_lr", "finetune_lr"):
+            self._require(name, lambda v: v > 0, "> 0")
+        for name in ("retain_weight", "contrastive_weight", "finetune_forget_weight"):
+            self._require(name, lambda v: v >= 0, ">= 0")
+        for name in ("num_views", "forget_batch_size"):
+            self._require(name, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+        for name in ("forget_epochs", "finetune_epochs", "view_pad"):
+            self._require(name, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        self._require("kl_bound", lambda v: v == "auto" or (isinstance(v, (int, float)) and v > 0),
+                      "'auto' or a number > 0")
+        if self.forget_epochs + self.finetune_epochs == 0:
+            raise ValueError("WSSCLConfig: forget_epochs and finetune_epochs are both 0, so nothing would be "
+                             "unlearned; give at least one stage an epoch")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import json
 import platform
 from pathlib import Path
@@ -77,12 +78,25 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
     return record
 
 
-def write_record(record: dict, path) -> Path:
+def record_hmac(record: dict, key: bytes) -> str:
+    """HMAC-SHA256 of the record's canonical JSON (sorted keys), without its own signature."""
+    body = json.dumps({k: v for k, v in record.items() if k != "hmac_sha256"}, sort_keys=True).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def write_record(record: dict, path, key: bytes | None = None) -> Path:
+    """Write ``record`` atomically; with ``key``, signed (``hmac_sha256``) so that an edit of
+    any field is detected by :func:`verify_record` with the same key."""
+    if key is not None:
+        record = {**record, "hmac_sha256": record_hmac(record, key)}
     return atomic_write_bytes(json.dumps(record, indent=2, sort_keys=True).encode(), path)
 
 
-def verify_record(record_path, model_path) -> tuple[bool, str]:
-    """(matches, explanation): does the model file hold the unlearned weights the record names?"""
+def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -> tuple[bool, str]:
+    """(matches, explanation): does the model file hold the unlearned weights the record names?
+    Also fails when the record describes an unlearning that changed no weight, when ``ids``
+    (the forgotten sample ids) differ from the record's, and, with ``key``, when the record's
+    signature does not match."""
     record_path = Path(record_path)
     if not record_path.is_file():
         raise FileNotFoundError(f"record {record_path} does not exist")
@@ -91,9 +105,20 @@ def verify_record(record_path, model_path) -> tuple[bool, str]:
         expected = record["unlearned_weights_sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{record_path} is not an unlearning record ({type(exc).__name__}: {exc})") from None
+    if key is not None:
+        if "hmac_sha256" not in record:
+            return False, f"{record_path} is not signed, so it cannot be checked with a key"
+        if not hmac.compare_digest(record["hmac_sha256"], record_hmac(record, key)):
+            return False, f"{record_path} was edited after it was signed, or the key is wrong (HMAC mismatch)"
+    if expected == record.get("original_weights_sha256"):
+        return False, f"{record_path} describes an unlearning that changed no weight: the unlearned model IS the original"
+    if ids is not None and ids_digest(ids) != record.get("forget_set", {}).get("ids_sha256"):
+        return False, f"the given ids are not the forget set of {record_path} (ids SHA-256 differs)"
     actual = weights_digest(load_checkpoint(model_path)["state_dict"])
     if actual == expected:
-        return True, f"{model_path} is the model described by {record_path} (weights SHA-256 {actual})"
+        checks = [name for name, done in (("signature", key is not None), ("forget ids", ids is not None)) if done]
+        suffix = f"; {' and '.join(checks)} checked" if checks else ""
+        return True, f"{model_path} is the model described by {record_path} (weights SHA-256 {actual}){suffix}"
     if actual == record.get("original_weights_sha256"):
         return False, f"{model_path} holds the ORIGINAL weights, not the unlearned ones ({actual})"
     return False, f"{model_path} does not match {record_path}: weights SHA-256 {actual}, record says {expected}"
