@@ -250,3 +250,34 @@ def test_compare_trains_retrain_with_the_checkpoints_recipe(checkpoint, tmp_path
     recipe = checkpoint_recipe(load_digits_bundle(), blob)
     assert blob["train_config"]["epochs"] == 3  # the fixture trains 3 epochs; the digits default is 20
     assert recipe.train.epochs == 3 and recipe.method_configs["retrain"].epochs == 3
+
+
+def test_a_torchvision_state_dict_is_unlearned_by_architecture_name(tmp_path, monkeypatch, capsys):
+    """The user's own model: a bare torchvision ResNet-18 state_dict plus --arch."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+    from torchvision.models import resnet18
+
+    monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        with zipfile.ZipFile(tmp_path / f"{split}.zip", "w") as zf:
+            for name in ("cat", "dog"):
+                for i in range(count):
+                    buffer = io.BytesIO()
+                    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, format="PNG")
+                    zf.writestr(f"{name}/{i}.png", buffer.getvalue())
+    torch.save(resnet18(num_classes=2).state_dict(), tmp_path / "mine.pt")
+    common = ["--data", "cifar10", "--data-root", str(tmp_path), "--checkpoint", str(tmp_path / "mine.pt")]
+    assert main(["unlearn", *common, "--method", "ft", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "bare state_dict; name its architecture with --arch" in capsys.readouterr().err
+    assert main(["unlearn", *common, "--arch", "torchvision:resnet18", "--method", "ft", "--set", "epochs=1",
+                 "--set", "batch_size=8", "--backend", "torch", "--forget", "random:0.25", "--out",
+                 str(tmp_path / "o"), "--quiet"]) == 0
+    assert torch.load(tmp_path / "o" / "unlearned.pt", weights_only=True)["arch"] == "torchvision:resnet18"
+    assert main(["unlearn", "--checkpoint", str(tmp_path / "mine.pt"), "--arch", "torchvision:resnet18",
+                 "--out", str(tmp_path / "p")]) == 2
+    assert "takes 3-channel images; this dataset has 1 channel" in capsys.readouterr().err

@@ -121,8 +121,8 @@ def test_api_errors(trained_digits_model, classwise):
         unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl", BaselineConfig())
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         unlearn("model.pt", classwise.forget, classwise.retain)
-    with pytest.raises(TypeError, match="needs a model with features"):
-        unlearn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), classwise.forget,
+    with pytest.raises(TypeError, match="has no nn.Linear layer"):
+        unlearn(torch.nn.Sequential(torch.nn.Conv2d(1, 10, 8), torch.nn.Flatten()), classwise.forget,
                 classwise.retain, "wsscl", WSSCLConfig(forget_epochs=1, finetune_epochs=0), progress=False)
 
 
@@ -143,3 +143,51 @@ def test_overlapping_forget_and_retain_are_refused(trained_digits_model, digits)
                 BaselineConfig(epochs=1), progress=False)
     with pytest.raises(ValueError, match="the same dataset"):
         unlearn(trained_digits_model, digits.train, digits.train, "ft", BaselineConfig(epochs=1), progress=False)
+
+
+class _Doubled(torch.nn.Module):
+    """A classifier whose output is not its final Linear's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.fc = torch.nn.Flatten(), torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return 2 * self.fc(self.body(x))
+
+
+def _torchvision_resnet18_for_digits():
+    from torchvision.models import resnet18
+    net = resnet18(num_classes=10)
+    net.conv1 = torch.nn.Conv2d(1, 64, kernel_size=3, padding=1, bias=False)
+    return net
+
+
+@pytest.mark.parametrize("build, head", [
+    (_torchvision_resnet18_for_digits, None),  # found: fc, the last Linear
+    (lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                 torch.nn.Linear(32, 10)), None),
+    (lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                 torch.nn.Linear(32, 10)), "3"),  # named by the user
+])
+def test_wsscl_takes_any_classifier_with_a_final_linear(build, head, classwise):
+    torch.manual_seed(0)
+    model = build()
+    config = WSSCLConfig(forget_epochs=1, finetune_epochs=1, batch_size=32, forget_batch_size=16, aug_flip=False,
+                         view_flip=False, head_module=head)
+    forget, retain = Subset(classwise.forget, range(16)), Subset(classwise.retain, range(64))  # ResNet-18 on a CPU
+    # backend="torch": the interpreted Triton steps over ResNet-18's 11M weights would take minutes
+    result = unlearn(model, forget, retain, "wsscl", config, test=Subset(classwise.test, range(64)), progress=False,
+                     backend="torch")
+    assert set(result.timings) == {"saliency", "forget", "contrastive"}
+    changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values())]
+    assert any(changed)
+
+
+def test_wsscl_refuses_a_head_that_is_not_the_output(classwise):
+    with pytest.raises(TypeError, match="not the output of 'fc'"):
+        unlearn(_Doubled(), classwise.forget, classwise.retain, "wsscl", WSSCLConfig(forget_epochs=1, finetune_epochs=0),
+                progress=False)
+    with pytest.raises(ValueError, match="head_module 'nope' is not an nn.Linear"):
+        unlearn(_Doubled(), classwise.forget, classwise.retain, "wsscl",
+                WSSCLConfig(forget_epochs=1, finetune_epochs=0, head_module="nope"), progress=False)

@@ -50,8 +50,9 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(buffer.getvalue(), path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint with ``weights_only=True``; errors say what was wrong."""
+def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> dict:
+    """Load a checkpoint with ``weights_only=True``; errors say what was wrong. A bare
+    state_dict (e.g. of a torchvision model) is accepted when ``arch`` names its architecture."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -59,6 +60,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise ValueError(f"{path} is not a loadable weights-only checkpoint: {str(exc).splitlines()[0]}") from exc
+    if isinstance(blob, dict) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        if arch is None:
+            raise ValueError(f"{path} is a bare state_dict; name its architecture with --arch "
+                             f"(e.g. torchvision:resnet18)")
+        return {"arch": arch, "state_dict": blob}
     if not isinstance(blob, dict) or "state_dict" not in blob or "arch" not in blob:
-        raise ValueError(f"{path} is not a wsscl_fast model checkpoint (expected a dict with 'arch' and 'state_dict')")
+        raise ValueError(f"{path} is not a wsscl_fast model checkpoint (expected a dict with 'arch' and 'state_dict', "
+                         f"or a bare state_dict with --arch)")
     return blob

@@ -93,8 +93,8 @@ def checkpoint_recipe(bundle, blob: dict):
     return recipe_for(bundle, blob["arch"], train=train)
 
 
-def _load_model(path: str, bundle):
-    blob = load_checkpoint(path)
+def _load_model(path: str, bundle, arch: str | None = None):
+    blob = load_checkpoint(path, arch)
     recipe = checkpoint_recipe(bundle, blob)
     model = recipe.build_model(bundle)
     try:
@@ -172,7 +172,8 @@ def cmd_train(args) -> int:
 def cmd_unlearn(args) -> int:
     out = prepare_out(args)
     key = _key(args)
-    model, blob = _load_model(args.checkpoint, bundle := _bundle(args, load_checkpoint(args.checkpoint)))
+    blob = load_checkpoint(args.checkpoint, args.arch)
+    model, blob = _load_model(args.checkpoint, bundle := _bundle(args, blob), args.arch)
     retrain_model = _load_model(args.retrain, bundle)[0] if args.retrain else None  # checked before the run
     scenario = make_scenario(bundle, args.forget, seed=args.seed)
     configs = apply_overrides(checkpoint_recipe(bundle, blob).method_configs, args.set, args.method,
@@ -242,8 +243,8 @@ def evaluation_scenario(args, blob: dict) -> tuple[str, int]:
 
 
 def cmd_evaluate(args) -> int:
-    blob = load_checkpoint(args.checkpoint)
-    model, _ = _load_model(args.checkpoint, bundle := _bundle(args, blob))
+    blob = load_checkpoint(args.checkpoint, args.arch)
+    model, _ = _load_model(args.checkpoint, bundle := _bundle(args, blob), args.arch)
     forget, seed = evaluation_scenario(args, blob)
     scenario = make_scenario(bundle, forget, seed=seed)
     print(f"forget set: {forget}, seed {seed}")
@@ -265,10 +266,10 @@ def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, 
 
 def cmd_compare(args) -> int:
     prepare_out(args)
-    meta = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    meta = load_checkpoint(args.checkpoint, args.arch) if args.checkpoint else None
     bundle = _bundle(args, meta)
     if args.checkpoint:
-        model, blob = _load_model(args.checkpoint, bundle)
+        model, blob = _load_model(args.checkpoint, bundle, args.arch)
         recipe = checkpoint_recipe(bundle, blob)
     else:
         recipe = recipe_for(bundle, args.arch, args.epochs)
@@ -310,14 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train and save the original model")
     _data_args(p, required=True)
-    p.add_argument("--arch", choices=("small_cnn", "resnet18"), default=None, help="default: by dataset")
+    p.add_argument("--arch", default=None,
+                   help="small_cnn, resnet18 (CIFAR stem) or torchvision:NAME (default: by dataset)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default: by dataset")
     _resume_arg(p)
     _common(p, "wsscl_out")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("unlearn", help="run one method on a saved model")
-    p.add_argument("--checkpoint", required=True, help="model.pt written by `train` (never overwritten)")
+    p.add_argument("--checkpoint", required=True,
+                   help="model.pt written by `train`, or a bare state_dict with --arch (never overwritten)")
+    p.add_argument("--arch", default=None, help="architecture of a bare state_dict --checkpoint, e.g. torchvision:resnet18 (any "
+                        "torchvision.models name)")
     _data_args(p, required=False)
     _forget_args(p)
     p.add_argument("--method", default="wsscl", choices=ALL_METHODS)
@@ -338,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="a model written by `train`/`unlearn`, or a bare state_dict")
+    p.add_argument("--arch", default=None, help="architecture of a bare state_dict --checkpoint, e.g. torchvision:resnet18 (any "
+                        "torchvision.models name)")
     _data_args(p, required=False)
     p.add_argument("--forget", default=None,
                    help="random:FRACTION, class:LABEL or indices:FILE (default: the record's, else the one the "
@@ -352,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="original model (default: train one first)")
     _data_args(p, required=False)
     _forget_args(p)
-    p.add_argument("--arch", choices=("small_cnn", "resnet18"), default=None)
+    p.add_argument("--arch", default=None, help="small_cnn, resnet18 or torchvision:NAME: the architecture to train, "
+                                               "or that of a bare state_dict --checkpoint")
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs of the original and Retrain")
     p.add_argument("--methods", default=",".join(ALL_METHODS[1:]), help="comma-separated (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help="override a config field")

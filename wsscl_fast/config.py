@@ -142,6 +142,9 @@ class WSSCLConfig(_Common):
     #: so the term's scale does not grow with the bounds (class-wise bounds are ~7x random ones)
     finetune_forget_normalized: bool = False
     finetune_schedule: str = "cosine"  #: stage-2 learning rate: "cosine" (decays to 0 at the end) or "constant"
+    #: the final nn.Linear, by its name in model.named_modules(), whose input are the features z;
+    #: None: the model's ``head``, else its last nn.Linear (``fc`` of a torchvision ResNet)
+    head_module: str | None = None
 
     def __post_init__(self):
         super().__post_init__()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..config import WSSCLConfig
 from ..data import augment_batch, dataset_labels, to_tensors
+from ..models import FeaturesAndLogits
 from ..ops import infonce_loss
 from ..reference import forgetting_loss_ref
 from ..saliency import compute_saliency
@@ -87,19 +88,6 @@ def kl_bounds(model, forget_images, forget_labels, retain_loader, config: WSSCLC
     return bounds
 
 
-class FeaturesAndLogits(torch.nn.Module):
-    """(features z, logits head(z)) in one forward, so that a step is one call of the module
-    (one DistributedDataParallel forward under torchrun)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        z = self.model.features(x)
-        return z, self.model.head(z)
-
-
 def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator):
     """Endless seeded shuffled passes over forget-set row indices, in batches. Under torchrun
     every rank draws the same global batch and keeps its share (rows r, r + W, ...)."""
@@ -170,13 +158,12 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
 
 @register("wsscl", WSSCLConfig, "WSS-CL: soft saliency, bounded KL forgetting, contrastive fine-tuning")
 def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
-    if not (callable(getattr(model, "features", None)) and isinstance(getattr(model, "head", None), torch.nn.Module)):
-        raise TypeError("method 'wsscl' needs a model with features(x) -> (B, D) and a head module (f = head o features)")
+    net = FeaturesAndLogits(model, config.head_module)  # refuses a model without a final Linear, before any work
     with ctx.stage("saliency"):
         saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
                                     config.saliency_sharpness, device=ctx.device, backend=ctx.backend,
                                     storage=saliency_storage(config.saliency_mode))
-    net = ctx.parallel(FeaturesAndLogits(model))
+    net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
     with ctx.stage("forget"):
         targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator(1)),
