@@ -16,12 +16,16 @@ def checkpoint(tmp_path_factory):
 
 
 def test_help_for_every_command(capsys):
-    for command in ("train", "unlearn", "evaluate", "compare", "demo"):
+    for command in ("train", "unlearn", "evaluate", "compare", "demo", "verify"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
-        assert "--device" in out and "--seed" in out and "--out" in out
+        assert f"example:\n  wsscl-fast {command}" in out, command
+        if command != "verify":
+            assert "--device" in out and "--seed" in out and "--out" in out
+        if command in ("unlearn", "compare"):
+            assert "finetune_epochs" in out and "ga_epochs" in out  # --set lists the fields
 
 
 def test_train_writes_a_weights_only_checkpoint(checkpoint):

@@ -14,6 +14,7 @@ from .config import TrainConfig
 from .execution import Execution
 from .methods import MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
+from .progress import Overall
 
 
 @dataclass
@@ -138,11 +139,15 @@ def compare(model: nn.Module, scenario, methods=("ft", "ga", "rl", "salun", "l1_
     original = evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test, device)
     rows = [dict(method="original", seed=seed, **original, RTE=0.0, timings={}, config={})]
     reference = None
-    for name in ("retrain", *[m for m in methods if m != "retrain"]):
+    names = ("retrain", *[m for m in methods if m != "retrain"])
+    overall = Overall(len(names), f"compare ({scenario.name})", progress and distributed.is_main())
+    for name in names:
         result = unlearn(model, scenario.forget, scenario.retain, name, configs.get(name), **common)
         reference = reference or result.metrics
         rows.append(dict(method=name, seed=seed, **result.metrics, RTE=result.rte, timings=result.timings,
                          config=result.config.to_dict(), info=result.info))
+        overall.advance(name)
+    overall.close()
     for row in rows:
         row["gap"] = avg_gap(row, reference)
     return rows

@@ -305,11 +305,24 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _config_fields_help() -> str:
+    """The fields --set accepts, per config class (from the dataclasses themselves)."""
+    from dataclasses import fields
+
+    from .config import BaselineConfig, WSSCLConfig
+
+    return " ".join(f"{cls.__name__} ({which}): {', '.join(f.name for f in fields(cls))}."
+                    for cls, which in ((WSSCLConfig, "wsscl"), (BaselineConfig, "ft, ga, rl, salun, l1_sparse"),
+                                       (TrainConfig, "retrain")))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsscl-fast", description="Machine unlearning of image classifiers with WSS-CL.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train and save the original model")
+    p = sub.add_parser("train", help="train and save the original model", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description='Train a classifier from scratch and save it as OUT/model.pt (with its recipe, so that Retrain is trained the same way).',
+                       epilog="example:\n  " + 'wsscl-fast train --data digits --epochs 5 --out runs/digits\n  wsscl-fast train --data cifar10 --data-root ~/data/cifar10 --out runs/c10')
     _data_args(p, required=True)
     p.add_argument("--arch", default=None,
                    help="small_cnn, resnet18 (CIFAR stem) or torchvision:NAME (default: by dataset)")
@@ -318,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "wsscl_out")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("unlearn", help="run one method on a saved model")
+    p = sub.add_parser("unlearn", help="run one method on a saved model", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description='Unlearn a forget set from a saved model. Writes OUT/unlearned.pt, OUT/unlearn.json and OUT/record.json (the record a data-protection officer can verify).',
+                       epilog="example:\n  " + 'wsscl-fast unlearn --checkpoint runs/digits/model.pt --forget class:3 --out runs/digits/wsscl\n  wsscl-fast unlearn --checkpoint runs/digits/model.pt --forget indices:ids.txt --method salun --set epochs=5')
     p.add_argument("--checkpoint", required=True,
                    help="model.pt written by `train`, or a bare state_dict with --arch (never overwritten)")
     p.add_argument("--arch", default=None, help="architecture of a bare state_dict --checkpoint, e.g. torchvision:resnet18 (any "
@@ -326,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p, required=False)
     _forget_args(p)
     p.add_argument("--method", default="wsscl", choices=ALL_METHODS)
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a field of the method's config (repeatable). " + _config_fields_help())
     p.add_argument("--retrain", default=None, help="a Retrain checkpoint: its metrics and the gap go into record.json")
     p.add_argument("--key-file", default=None, help="sign record.json with HMAC-SHA256 under this secret key")
     p.add_argument("--backend", choices=("torch", "cpp", "triton"), default=None,
@@ -335,14 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "wsscl_out/unlearned")
     p.set_defaults(func=cmd_unlearn)
 
-    p = sub.add_parser("verify", help="check that a model file is the one an unlearning record describes")
+    p = sub.add_parser("verify", help="check that a model file is the one an unlearning record describes", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Check that MODEL holds the unlearned weights RECORD names; optionally that the forgotten ids and the record's signature match. Exit 0 when everything matches, 1 otherwise.",
+                       epilog="example:\n  " + 'wsscl-fast verify runs/digits/wsscl/record.json runs/digits/wsscl/unlearned.pt --ids ids.txt --key-file secret.key')
     p.add_argument("record", help="record.json written by `unlearn`")
     p.add_argument("model", help="model file (.pt) to check")
     p.add_argument("--ids", default=None, help="file of the sample ids that were to be forgotten (one per line)")
     p.add_argument("--key-file", default=None, help="the secret key record.json was signed with (unlearn --key-file)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model")
+    p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description='Measure UA, RA, TA and MIA-efficacy of a saved model, on the forget set of its unlearning run unless --forget is given.',
+                       epilog="example:\n  " + 'wsscl-fast evaluate --checkpoint runs/digits/wsscl/unlearned.pt\n  wsscl-fast evaluate --checkpoint runs/digits/model.pt --forget class:3')
     p.add_argument("--checkpoint", required=True, help="a model written by `train`/`unlearn`, or a bare state_dict")
     p.add_argument("--arch", default=None, help="architecture of a bare state_dict --checkpoint, e.g. torchvision:resnet18 (any "
                         "torchvision.models name)")
@@ -355,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(seed=None)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("compare", help="several methods side by side against Retrain")
+    p = sub.add_parser("compare", help="several methods side by side against Retrain", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description='Run several methods and Retrain from the same original model; write the table (Markdown, JSON) and plots to OUT.',
+                       epilog="example:\n  " + 'wsscl-fast compare --checkpoint runs/digits/model.pt --forget random:0.1 --methods ft,salun,wsscl\n  wsscl-fast compare --data digits --epochs 5 --set wsscl.finetune_epochs=3')
     p.add_argument("--checkpoint", default=None, help="original model (default: train one first)")
     _data_args(p, required=False)
     _forget_args(p)
@@ -363,11 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                "or that of a bare state_dict --checkpoint")
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs of the original and Retrain")
     p.add_argument("--methods", default=",".join(ALL_METHODS[1:]), help="comma-separated (default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help="override a config field")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                   help="override a field of one method's config (repeatable). " + _config_fields_help())
     _common(p, "wsscl_out/compare")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in under two minutes")
+    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in under two minutes", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train a small CNN on scikit-learn's digits, then compare every method class-wise and at random; tables and plots go to OUT.",
+                       epilog="example:\n  " + 'wsscl-fast demo\n  wsscl-fast demo --out /tmp/demo --force')
     _common(p, "wsscl_demo_out")
     p.set_defaults(func=cmd_demo)
     return parser

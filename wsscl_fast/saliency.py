@@ -14,10 +14,10 @@ import importlib
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import backends, distributed
 from .data import as_loader
+from .progress import step_bar
 from .reference import keep_count, saliency_from_scores_ref
 from .validation import check_finite, check_fraction
 
@@ -55,7 +55,7 @@ def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool
     sums = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     model.eval()
     try:
-        for batch in tqdm(loader, desc="saliency", disable=not progress, leave=False):
+        for batch in step_bar(loader, desc="saliency", enabled=progress):
             x, y = batch[0].to(device), batch[1].to(device)
             for p in params:
                 p.grad = None

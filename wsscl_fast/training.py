@@ -7,12 +7,12 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import distributed
 from .config import TrainConfig
 from .data import augment_batch
 from .execution import Execution
+from .progress import step_bar
 
 
 def device_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -53,8 +53,8 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
     device_type = next(model.parameters()).device.type
     check_every = steps_per_epoch or _CHECK_EVERY
     first_bad = None  # (step, loss) of the first non-finite loss, kept on the device
-    for step, batch in enumerate(tqdm(batches, initial=start, total=total, desc=desc, disable=not progress,
-                                      leave=False), start=start):
+    for step, batch in enumerate(step_bar(batches, initial=start, total=total, desc=desc, enabled=progress),
+                                 start=start):
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=autocast):
             loss = loss_fn(batch)
         first_bad = _track_nonfinite(first_bad, loss.detach().float(), step)
