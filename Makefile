@@ -1,5 +1,5 @@
 # Two entry points, each creating the virtual environment it needs:
-#   make demo   - the whole unlearning story on the embedded digits data (CPU, about 80 s)
+#   make demo   - the whole unlearning story on the embedded digits data, 3 seeds (CPU, about 3 minutes)
 #   make test   - the test suite
 VENV ?= .venv
 PYTHON ?= python3

@@ -29,6 +29,8 @@ def test_help_for_every_command(capsys):
 
 
 def test_train_writes_a_weights_only_checkpoint(checkpoint):
+    table = (checkpoint.parent / "sample_ids.tsv").read_text().splitlines()
+    assert table[0] == "position\tname\tlabel" and table[1].startswith("0\tdigits:") and len(table) == 1438
     blob = torch.load(checkpoint, weights_only=True)
     assert blob["arch"] == "small_cnn" and blob["data"] == "digits" and "state_dict" in blob
 
@@ -118,7 +120,7 @@ def test_hostile_forget_lists_and_unwritable_output(checkpoint, tmp_path, capsys
     assert "out of range" in capsys.readouterr().err
     ids.write_text("3\nseven\n")
     assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--out", str(tmp_path)]) == 2
-    assert "line 2: expected one integer sample id, got 'seven'" in capsys.readouterr().err
+    assert "line 2: expected an integer position or a sample name of the dataset, got 'seven'" in capsys.readouterr().err
     # /sys refuses new entries even to root; the check runs before any work is done
     assert main(["unlearn", "--checkpoint", str(checkpoint), "--out", "/sys/wsscl_fast_out", "--quiet"]) == 2
     assert "output directory /sys/wsscl_fast_out is not writable" in capsys.readouterr().err
@@ -285,3 +287,13 @@ def test_a_torchvision_state_dict_is_unlearned_by_architecture_name(tmp_path, mo
     assert main(["unlearn", "--checkpoint", str(tmp_path / "mine.pt"), "--arch", "torchvision:resnet18",
                  "--out", str(tmp_path / "p")]) == 2
     assert "takes 3-channel images; this dataset has 1 channel" in capsys.readouterr().err
+
+
+def test_an_interrupted_runs_state_is_not_discarded_by_another_run(checkpoint, tmp_path, capsys):
+    (tmp_path / "run_state.pt").write_bytes(b"state of a stopped run")
+    args = ["unlearn", "--checkpoint", str(checkpoint), "--method", "ft", "--set", "epochs=1", "--out", str(tmp_path),
+            "--quiet"]
+    assert main(args) == 2
+    assert "run_state.pt, the checkpoint of an interrupted run" in capsys.readouterr().err
+    assert (tmp_path / "run_state.pt").read_bytes() == b"state of a stopped run"
+    assert main([*args, "--force"]) == 0

@@ -213,3 +213,27 @@ def test_download_is_only_attempted_when_asked(tmp_path, monkeypatch):
     assert calls == [tmp_path / "c10"] and len(bundle.train) == 20
     load_cifar10_bundle(tmp_path / "c10", download=True)  # already there: no second download
     assert len(calls) == 1
+
+
+def test_forget_by_the_samples_own_names(tmp_path, monkeypatch):
+    from wsscl_fast.data import write_sample_ids
+    monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
+    _write_tiny_imagefolder_zip(tmp_path / "train.zip")
+    _write_tiny_imagefolder_zip(tmp_path / "test.zip", per_class=2)
+    bundle = load_cifar10_bundle(tmp_path)
+    assert bundle.train.names == ("airplane/0000.png", "airplane/0001.png", "airplane/0002.png",
+                                  "automobile/0000.png", "automobile/0001.png", "automobile/0002.png")
+    assert load_cifar10_bundle(tmp_path).train.names == bundle.train.names  # through the decode cache
+    ids = tmp_path / "ids.txt"
+    ids.write_text("automobile/0001.png\n0\n")
+    scenario = make_scenario(bundle, f"indices:{ids}")
+    assert scenario.forget_indices.tolist() == [0, 4]
+    ids.write_text("automobile/0009.png\n")
+    with pytest.raises(ValueError, match="line 1: expected an integer position or a sample name.*0009"):
+        make_scenario(bundle, f"indices:{ids}")
+    table = write_sample_ids(bundle.train, tmp_path / "sample_ids.tsv").read_text().splitlines()
+    assert table[0] == "position\tname\tlabel" and table[5] == "4\tautomobile/0001.png\tautomobile"
+    subset = load_cifar10_bundle(tmp_path, train_size=3, seed=1)
+    assert all(name in bundle.train.names for name in subset.train.names)
+    for i, name in enumerate(subset.train.names):  # a subset keeps each image with its name
+        assert torch.equal(subset.train.images[i], bundle.train.images[bundle.train.names.index(name)])

@@ -15,7 +15,7 @@ import torch
 from . import backends, distributed
 from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
-from .data import load_bundle, make_scenario, read_index_file
+from .data import load_bundle, make_scenario, read_index_file, write_sample_ids
 from .config import TrainConfig
 from .execution import Execution
 from .metrics import evaluate_unlearning, predict_split
@@ -75,7 +75,9 @@ def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def _forget_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forget", default="random:0.1",
-                        help="random:FRACTION, class:LABEL or indices:FILE (default: %(default)s)")
+                        help="random:FRACTION, class:LABEL or indices:FILE; FILE lists one sample per line, by "
+                             "position or by its own name (e.g. cat/0042.jpg; `train` writes the map to "
+                             "OUT/sample_ids.tsv) (default: %(default)s)")
 
 
 def _bundle(args, meta: dict | None = None):
@@ -116,7 +118,7 @@ def _resume_arg(parser: argparse.ArgumentParser) -> None:
 
 
 OUTPUTS = {  # the files each command writes into --out; existing ones need --force
-    "train": ("model.pt",),
+    "train": ("model.pt", "sample_ids.tsv"),
     "unlearn": ("unlearned.pt", "unlearn.json", "record.json"),
     "compare": ("compare.md", "compare.json", "compare.png"),
     "demo": tuple(f"{name}.{ext}" for name in ("classwise", "random") for ext in ("md", "json", "png")),
@@ -124,13 +126,16 @@ OUTPUTS = {  # the files each command writes into --out; existing ones need --fo
 
 
 def prepare_out(args) -> Path:
-    """Check --out before any long work: writable, and none of this command's outputs there
-    unless --force."""
+    """Check --out before any long work: writable, none of this command's outputs there, and
+    no interrupted run's state (unless this run resumes it), all unless --force."""
     out = ensure_writable_dir(args.out)
     existing = [name for name in OUTPUTS[args.command] if (out / name).exists()]
     if existing and not args.force:
         raise FileExistsError(f"{out} already holds {', '.join(existing)} from an earlier run; "
                               f"choose another --out or pass --force to overwrite")
+    if (out / "run_state.pt").exists() and not getattr(args, "resume", False) and not args.force:
+        raise FileExistsError(f"{out} holds run_state.pt, the checkpoint of an interrupted run; continue it with "
+                              f"--resume, choose another --out, or pass --force to discard it")
     return out
 
 
@@ -164,6 +169,7 @@ def cmd_train(args) -> int:
     if not distributed.is_main():
         return 0
     _save_model(model, meta, path)
+    write_sample_ids(bundle.train, Path(args.out) / "sample_ids.tsv")
     run_state.finish()
     print(f"trained {recipe.arch} on {bundle.name}: train acc {train_acc:.2f}%, test acc {test_acc:.2f}% -> {path}")
     return 0
@@ -253,15 +259,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, device, progress: bool, out: Path,
-                   name: str, execution: Execution | None = None) -> str:
+def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, device, progress: bool,
+                   execution: Execution | None = None) -> tuple[list[dict], str]:
+    """(rows of :func:`~wsscl_fast.api.compare`, report title) for one forget spec and seed."""
     scenario = make_scenario(bundle, forget_spec, seed=seed)
     rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, device=device,
                    seed=seed, progress=progress, execution=execution)
-    title = f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} ({len(scenario.forget)} of {len(bundle.train)} samples)"
-    if not distributed.is_main():
-        return ""
-    return write_report(rows, out, name, title, extra={"forget": forget_spec, "device": str(device)})
+    return rows, (f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} "
+                  f"({len(scenario.forget)} of {len(bundle.train)} samples)")
 
 
 def cmd_compare(args) -> int:
@@ -279,28 +284,39 @@ def cmd_compare(args) -> int:
     methods = [m for m in args.methods.split(",") if m]
     recipe.method_configs = apply_overrides(recipe.method_configs, args.set, used=("retrain", *methods))
     model.to(args.device)
-    table = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
-                           not args.quiet, Path(args.out), "compare", _execution(args))
+    rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
+                                 not args.quiet, _execution(args))
     if distributed.is_main():
-        print(table)
+        print(write_report(rows, Path(args.out), "compare", title,
+                           extra={"forget": args.forget, "device": str(args.device)}))
         print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
     return 0
 
 
+DEMO_SCENARIOS = (("class:3", "classwise", "forgetting every '3' (class-wise)"),
+                  ("random:0.1", "random", "forgetting 10% at random"))
+
+
 def cmd_demo(args) -> int:
+    """Per seed: train the original, then compare every method in both scenarios; the tables
+    give mean ± std over the seeds, since single runs differ between CPUs in the last digits."""
     prepare_out(args)
     bundle = load_bundle("digits", seed=args.seed)
     recipe = recipe_for(bundle)
     device, out = torch.device(args.device), Path(args.out)
-    torch.manual_seed(args.seed)
-    model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, device, seed=args.seed,
-                        progress=not args.quiet, desc="original", execution=_execution(args))
-    print(f"original small CNN on digits: test accuracy {predict_split(model, bundle.test).accuracy:.1f}%")
-    for spec, name, label in (("class:3", "classwise", "forgetting every '3' (class-wise)"),
-                              ("random:0.1", "random", "forgetting 10% at random")):
-        print(f"\n## {label}")
-        print(run_comparison(model, bundle, recipe, spec, ALL_METHODS[1:], args.seed, device, not args.quiet, out, name,
-                             _execution(args)))
+    rows, titles = {name: [] for _, name, _ in DEMO_SCENARIOS}, {}
+    for seed in range(args.seed, args.seed + args.seeds):
+        torch.manual_seed(seed)
+        model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, device, seed=seed,
+                            progress=not args.quiet, desc="original", execution=_execution(args))
+        print(f"seed {seed}: original small CNN on digits, test accuracy {predict_split(model, bundle.test).accuracy:.1f}%")
+        for spec, name, _ in DEMO_SCENARIOS:
+            seed_rows, titles[name] = run_comparison(model, bundle, recipe, spec, ALL_METHODS[1:], seed, device,
+                                                     not args.quiet, _execution(args))
+            rows[name] += seed_rows
+    for spec, name, label in DEMO_SCENARIOS:
+        print(f"\n## {label} (mean ± std over {args.seeds} seed(s))")
+        print(write_report(rows[name], out, name, titles[name], extra={"forget": spec, "device": str(device)}))
     print(f"\nreports and plots written to {out}/ (classwise.*, random.*)")
     return 0
 
@@ -390,9 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "wsscl_out/compare")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in under two minutes", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in about three minutes", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train a small CNN on scikit-learn's digits, then compare every method class-wise and at random; tables and plots go to OUT.",
                        epilog="example:\n  " + 'wsscl-fast demo\n  wsscl-fast demo --out /tmp/demo --force')
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds to average over (default: %(default)s)")
     _common(p, "wsscl_demo_out")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -22,16 +22,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .checkpoint import atomic_save
+from .checkpoint import atomic_save, atomic_write_bytes
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
 
 class ImageTensorDataset(Dataset):
-    """uint8 images (N, C, H, W) and int64 labels (N,); items are (normalised float image, label)."""
+    """uint8 images (N, C, H, W) and int64 labels (N,); items are (normalised float image, label).
+    ``names`` are the samples' own ids in their source (the ImageFolder-relative file name,
+    ``data_batch_2:17`` for torchvision's CIFAR batches, ...); by default the positions."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, classes=None):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, classes=None, names=None):
         if images.dim() != 4 or images.dtype != torch.uint8:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels.shape != (images.shape[0],):
@@ -40,6 +42,9 @@ class ImageTensorDataset(Dataset):
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.classes = tuple(classes) if classes is not None else tuple(str(c) for c in range(int(labels.max()) + 1))
+        self.names = tuple(names) if names is not None else tuple(str(i) for i in range(images.shape[0]))
+        if len(self.names) != images.shape[0]:
+            raise ValueError(f"names must have one entry per image ({images.shape[0]}), got {len(self.names)}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -87,16 +92,18 @@ def load_digits_bundle(seed: int = 0, test_fraction: float = 0.2) -> DataBundle:
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     mean, std = _channel_stats(images[train_idx])
     classes = tuple(str(d) for d in range(10))
-    make = lambda idx: ImageTensorDataset(images[idx], labels[idx], mean, std, classes)  # noqa: E731
+    make = lambda idx: ImageTensorDataset(images[idx], labels[idx], mean, std, classes,  # noqa: E731
+                                          names=[f"digits:{i}" for i in idx])
     return DataBundle("digits", make(train_idx), make(test_idx), aug_pad=1, aug_flip=False)
 
 
-def _decode_image_files(source: Path, named_bytes, classes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode (class_name, file name, bytes) triples to uint8 (N, 3, H, W) and labels.
-    A file that does not decode, or whose size differs from the first, is named in the error."""
+def _decode_image_files(source: Path, named_bytes, classes) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode (class_name, file name, bytes) triples to uint8 (N, 3, H, W), labels and the file
+    names. A file that does not decode, or whose size differs from the first, is named in the
+    error."""
     from PIL import Image
 
-    images, labels = [], []
+    images, labels, names = [], [], []
     index = {c: i for i, c in enumerate(classes)}
     for class_name, name, data in named_bytes:
         try:
@@ -109,9 +116,10 @@ def _decode_image_files(source: Path, named_bytes, classes) -> tuple[torch.Tenso
                              f"the others {images[0].shape[1]}x{images[0].shape[0]}")
         images.append(image)
         labels.append(index[class_name])
+        names.append(name)
     if not images:
         raise ValueError(f"{source}: no .jpg/.jpeg/.png images in class folders (expected CLASS/IMAGE files)")
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels), names
 
 
 def _image_folder_entries(source: Path, names):
@@ -130,6 +138,14 @@ def _image_folder_entries(source: Path, names):
     if empty:
         raise ValueError(f"{source}: class folder(s) {empty} hold no images")
     return sorted(entries), classes
+
+
+def write_sample_ids(dataset: ImageTensorDataset, path) -> Path:
+    """The position -> name -> label map of a split as a TSV file (what ``indices:FILE`` and
+    a record's ids refer to), written atomically."""
+    lines = ["position\tname\tlabel"] + [f"{i}\t{name}\t{dataset.classes[int(label)]}"
+                                          for i, (name, label) in enumerate(zip(dataset.names, dataset.labels))]
+    return atomic_write_bytes(("\n".join(lines) + "\n").encode(), path)
 
 
 def _read_zip(path: Path):
@@ -159,15 +175,15 @@ def _cached_decode(source: Path, reader):
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)
-            return blob["classes"], (blob["images"], blob["labels"])
-        except Exception:  # a damaged cache entry is decoded again and replaced
+            return blob["classes"], (blob["images"], blob["labels"], blob["names"])
+        except Exception:  # a damaged (or older, nameless) cache entry is decoded again and replaced
             pass
-    classes, (images, labels) = reader()
+    classes, (images, labels, names) = reader()
     try:
-        atomic_save({"classes": classes, "images": images, "labels": labels}, cache)
+        atomic_save({"classes": classes, "images": images, "labels": labels, "names": list(names)}, cache)
     except OSError:
         pass  # a read-only cache only costs the decode next time
-    return classes, (images, labels)
+    return classes, (images, labels, names)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -205,7 +221,8 @@ def _read_torchvision_cifar(folder: Path, train: bool):
     labels = torch.tensor([y for _, ys in batches for y in ys], dtype=torch.int64)
     if labels.numel() and not bool(((labels >= 0) & (labels < 10)).all()):
         raise ValueError(f"{folder}: labels must lie in [0, 10)")
-    return CIFAR10_CLASSES, (images, labels)
+    sample_names = [f"{n}:{row}" for n, (data, _) in zip(names, batches) for row in range(len(data))]
+    return CIFAR10_CLASSES, (images, labels, sample_names)
 
 
 def _download_cifar10(root: Path) -> None:
@@ -231,11 +248,11 @@ def _cifar_split(root: Path, split: str):
     )
 
 
-def _seeded_subset(images, labels, count: int | None, seed: int):
+def _seeded_subset(images, labels, names, count: int | None, seed: int):
     if count is None or count >= len(labels):
-        return images, labels
+        return images, labels, names
     idx = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:count].sort().values
-    return images[idx], labels[idx]
+    return images[idx], labels[idx], [names[i] for i in idx.tolist()]
 
 
 def load_cifar10_bundle(root: str | os.PathLike, train_size: int | None = None, test_size: int | None = None,
@@ -249,13 +266,13 @@ def load_cifar10_bundle(root: str | os.PathLike, train_size: int | None = None, 
         _download_cifar10(root)
     if not root.exists():
         raise FileNotFoundError(f"CIFAR-10 root {root} does not exist (download=True / --download fetches it)")
-    classes, (train_x, train_y) = _cifar_split(root, "train")
-    _, (test_x, test_y) = _cifar_split(root, "test")
-    train_x, train_y = _seeded_subset(train_x, train_y, train_size, seed)
-    test_x, test_y = _seeded_subset(test_x, test_y, test_size, seed + 1)
+    classes, train = _cifar_split(root, "train")
+    _, test = _cifar_split(root, "test")
+    train_x, train_y, train_names = _seeded_subset(*train, train_size, seed)
+    test_x, test_y, test_names = _seeded_subset(*test, test_size, seed + 1)
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-    return DataBundle("cifar10", ImageTensorDataset(train_x, train_y, mean, std, classes),
-                      ImageTensorDataset(test_x, test_y, mean, std, classes), aug_pad=4, aug_flip=True)
+    return DataBundle("cifar10", ImageTensorDataset(train_x, train_y, mean, std, classes, train_names),
+                      ImageTensorDataset(test_x, test_y, mean, std, classes, test_names), aug_pad=4, aug_flip=True)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -284,9 +301,10 @@ def load_fashion_mnist_bundle(root: str | os.PathLike = FASHION_MNIST_ROOT, trai
     for name, prefix in (("train", "train"), ("test", "t10k")):
         images = torch.from_numpy(_read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte")).copy())[:, None]
         labels = torch.from_numpy(_read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte")).copy()).long()
-        split[name] = _seeded_subset(images, labels, train_size if name == "train" else test_size, seed)
+        names = [f"{prefix}:{i}" for i in range(len(labels))]
+        split[name] = _seeded_subset(images, labels, names, train_size if name == "train" else test_size, seed)
     classes = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
-    make = lambda xy: ImageTensorDataset(xy[0], xy[1], (0.2860,), (0.3530,), classes)  # noqa: E731
+    make = lambda xyn: ImageTensorDataset(*xyn[:2], (0.2860,), (0.3530,), classes, xyn[2])  # noqa: E731
     return DataBundle("fashion-mnist", make(split["train"]), make(split["test"]), aug_pad=2, aug_flip=True)
 
 
@@ -327,17 +345,26 @@ def class_forget_split(labels: torch.Tensor, forget_class: int) -> tuple[torch.T
     return forget, (labels != forget_class).nonzero().flatten()
 
 
-def read_index_file(path: Path) -> list[int]:
-    """Sample ids, one per line (blank lines ignored); a bad line is named."""
+def read_index_file(path: Path, names=None) -> list[int]:
+    """Sample positions from a file, one per line (blank lines ignored): an integer position,
+    or, given the dataset's ``names``, a sample's own name (e.g. ``cat/0042.jpg``). A bad
+    line is named."""
     if not path.is_file():
         raise FileNotFoundError(f"forget index file {path} does not exist")
+    position = {name: i for i, name in enumerate(names)} if names is not None else {}
     ids = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                ids.append(int(line))
-            except ValueError:
-                raise ValueError(f"{path}, line {number}: expected one integer sample id, got {line.strip()!r}") from None
+        token = line.strip()
+        if not token:
+            continue
+        if token in position:
+            ids.append(position[token])
+            continue
+        try:
+            ids.append(int(token))
+        except ValueError:
+            expected = "an integer position or a sample name of the dataset" if names is not None else "one integer id"
+            raise ValueError(f"{path}, line {number}: expected {expected}, got {token!r}") from None
     return ids
 
 
@@ -385,7 +412,7 @@ def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenari
             Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget,
         )
     elif kind == "indices":
-        ids = read_index_file(Path(value))
+        ids = read_index_file(Path(value), bundle.train.names)
         forget, retain = index_forget_split(n, ids)
     else:
         raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")

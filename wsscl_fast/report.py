@@ -1,4 +1,4 @@
-"""Comparison reports: a Markdown table, a JSON file and a PNG bar chart."""
+"""Comparison reports: a Markdown table, a JSON file and a PNG of the gaps to Retrain."""
 from __future__ import annotations
 
 import json
@@ -42,26 +42,40 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def bar_chart(summary: list[dict], path: Path, title: str) -> None:
-    """Grouped bars of UA, RA, TA, MIA per method, with the Avg. Gap in the legend."""
+def gap_chart(summary: list[dict], path: Path, title: str) -> None:
+    """Left: each method's distance to Retrain per metric, |metric - Retrain's| (0 is
+    Retrain's behaviour). Right: Avg. Gap against run time, the trade-off users choose by."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = ("UA", "RA", "TA", "MIA")
+    retrain = next((e for e in summary if e["method"] == "retrain"), None)
+    methods = [e for e in summary if e["method"] != "retrain"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=90, gridspec_kw=dict(width_ratios=(1.4, 1)))
     x = np.arange(len(metrics))
-    width = 0.8 / len(summary)
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=90)
-    for i, entry in enumerate(summary):
-        style = dict(color="black", alpha=0.35) if entry["method"] == "retrain" else {}
-        ax.bar(x + i * width - 0.4 + width / 2, [entry[m] for m in metrics], width,
-               yerr=[entry[m + "_std"] for m in metrics], label=f"{entry['method']} (gap {entry['gap']:.1f})", **style)
-    ax.set_xticks(x, ["UA", "RA", "TA", "MIA-eff."])
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    width = 0.8 / max(1, len(methods))
+    for i, entry in enumerate(methods):
+        gaps = [abs(entry[m] - retrain[m]) if retrain else np.nan for m in metrics]
+        left.bar(x + i * width - 0.4 + width / 2, gaps, width, yerr=[entry[m + "_std"] for m in metrics],
+                 label=entry["method"], color=f"C{i}")
+        if entry["method"] != "original":
+            right.errorbar(max(entry["RTE"], 1e-3), entry["gap"], xerr=entry["RTE_std"], yerr=entry["gap_std"],
+                           fmt="o", color=f"C{i}")
+            right.annotate(entry["method"], (max(entry["RTE"], 1e-3), entry["gap"]), fontsize=7,
+                           xytext=(3, 3), textcoords="offset points")
+    left.set_xticks(x, ["UA", "RA", "TA", "MIA-eff."])
+    left.set_ylabel("|metric - Retrain| (points)")
+    left.legend(fontsize=7, ncol=2)
+    right.set_xscale("log")
+    right.set_xlabel("run time (s, log)")
+    right.set_ylabel("Avg. Gap to Retrain")
+    if retrain:
+        right.axvline(max(retrain["RTE"], 1e-3), color="black", alpha=0.3, linestyle="--")
+        right.annotate("retrain", (max(retrain["RTE"], 1e-3), 0), fontsize=7, alpha=0.6)
+    right.set_ylim(bottom=0)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
@@ -78,5 +92,5 @@ def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, e
     payload = {"title": title, **(extra or {}), "summary": summary, "rows": rows}
     atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), out_dir / f"{name}.json")
     atomic_write_bytes(f"# {title}\n\n{table}\n".encode(), out_dir / f"{name}.md")
-    bar_chart(summary, out_dir / f"{name}.png", title)
+    gap_chart(summary, out_dir / f"{name}.png", title)
     return table
