@@ -191,3 +191,29 @@ def test_wsscl_refuses_a_head_that_is_not_the_output(classwise):
     with pytest.raises(ValueError, match="head_module 'nope' is not an nn.Linear"):
         unlearn(_Doubled(), classwise.forget, classwise.retain, "wsscl",
                 WSSCLConfig(forget_epochs=1, finetune_epochs=0, head_module="nope"), progress=False)
+
+
+def test_labels_and_models_unlearn_cannot_train_are_refused_by_name(trained_digits_model, digits):
+    from torch.utils.data import TensorDataset
+    x = torch.stack([digits.train[i][0] for i in range(8)])
+    cases = [
+        (TensorDataset(x, torch.arange(8) + 5), ValueError, r"forget: labels must lie in \[0, 10\).*\[10, 11, 12\]"),
+        (TensorDataset(x, torch.zeros(8)), TypeError, "forget: labels must be integer class indices"),
+    ]
+    for forget, error, message in cases:
+        with pytest.raises(error, match=message):
+            unlearn(trained_digits_model, forget, Subset(digits.train, range(8, 40)), "ft", BaselineConfig(epochs=1),
+                    progress=False)
+    frozen = copy.deepcopy(trained_digits_model).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        unlearn(frozen, Subset(digits.train, range(8)), Subset(digits.train, range(8, 40)), "ft", progress=False)
+    half = copy.deepcopy(trained_digits_model).bfloat16()
+    with pytest.raises(TypeError, match=r"must be float32, got \['torch.bfloat16'\]"):
+        unlearn(half, Subset(digits.train, range(8)), Subset(digits.train, range(8, 40)), "ft", progress=False)
+
+
+@pytest.mark.parametrize("spec, message", [("class:abc", "expected a class index in \\[0, 10\\)"),
+                                           ("random:abc", "expected a fraction in \\(0, 1\\)")])
+def test_forget_specs_name_what_was_expected(digits, spec, message):
+    with pytest.raises(ValueError, match=f"forget spec '{spec}': {message}"):
+        make_scenario(digits, spec)

@@ -13,7 +13,9 @@ from . import distributed
 from .config import TrainConfig
 from .execution import Execution
 from .methods import MethodContext, get_method
+from .data import dataset_labels
 from .metrics import avg_gap, evaluate_unlearning
+from .models import num_outputs
 from .progress import Overall
 
 
@@ -61,6 +63,31 @@ def _check_disjoint(forget, retain) -> None:
         raise ValueError(f"forget and retain share {shared} sample(s); a sample is either forgotten or retained")
 
 
+def _check_model(model: nn.Module) -> None:
+    """A model unlearn() can train: some trainable parameters, all of them fp32."""
+    params = list(model.parameters())
+    if not any(p.requires_grad for p in params):
+        raise ValueError("model has no trainable parameters (every requires_grad is False); unfreeze the layers "
+                         "that unlearning may change")
+    dtypes = sorted({str(p.dtype) for p in params if p.dtype != torch.float32})
+    if dtypes:
+        raise TypeError(f"model parameters must be float32, got {dtypes}; unlearn() keeps fp32 weights and runs "
+                        "bf16 through autocast (Execution.fast()), so pass model.float()")
+
+
+def _check_labels(name: str, loader, model: nn.Module, device) -> None:
+    """Labels must be integer class indices within the model's outputs."""
+    example, label = loader.dataset[0]
+    if (isinstance(label, torch.Tensor) and label.is_floating_point()) or isinstance(label, float):
+        raise TypeError(f"{name}: labels must be integer class indices, got {label!r}")
+    num_classes = num_outputs(model, torch.as_tensor(example)[None].to(device))
+    labels = dataset_labels(loader.dataset)
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.numel():
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes}) (the model's outputs), got "
+                         f"{bad[:5].tolist()}")
+
+
 def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, test=None,
             forgotten_test=None, holdout=None, train_config: TrainConfig | None = None, device=None,
             seed: int = 0, inplace: bool = False, progress: bool = True, backend: str | None = None,
@@ -101,8 +128,11 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     forget_loader = _loader("forget", forget, config.batch_size, seed, batches_on)
     retain_loader = _loader("retain", retain, config.batch_size, seed + 1, batches_on)
 
+    _check_model(model)
     target = model if inplace else copy.deepcopy(model)
     execution.prepare_model(target.to(device))
+    for name, loader in (("forget", forget_loader), ("retain", retain_loader)):
+        _check_labels(name, loader, target, device)
     ctx = MethodContext(device=device, seed=seed, progress=progress and distributed.is_main(), backend=backend,
                         holdout=holdout if holdout is not None else test,
                         train_config=train_config or TrainConfig(), run_state=run_state, execution=execution)

@@ -396,14 +396,21 @@ class ForgetScenario:
     forget_indices: torch.Tensor
 
 
+def _number(spec: str, text: str, kind, expected: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"forget spec {spec!r}: expected {expected} after the colon, got {text!r}") from None
+
+
 def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenario:
     """``spec`` is ``random:FRACTION``, ``class:LABEL`` or ``indices:FILE`` (one id per line)."""
     kind, _, value = spec.partition(":")
     n = len(bundle.train)
     if kind == "random":
-        forget, retain = random_forget_split(n, float(value or 0.1), seed)
+        forget, retain = random_forget_split(n, _number(spec, value or "0.1", float, "a fraction in (0, 1)"), seed)
     elif kind == "class":
-        cls = int(value)
+        cls = _number(spec, value, int, f"a class index in [0, {bundle.num_classes})")
         forget, retain = class_forget_split(bundle.train.labels, cls)
         test_labels = bundle.test.labels
         return ForgetScenario(
