@@ -122,8 +122,9 @@ def compile_report(spec: CompileSpec) -> CompileReport:
 def kernel_types(kernel, element: str, inputs=()) -> tuple[dict, tuple]:
     """Triton types of ``kernel``'s runtime arguments by this project's naming convention:
     UPPERCASE names other than the sizes N, M, D are pointers (``*element`` for those in
-    ``inputs``, else ``*fp32``), other names are i32 scalars, except float scalars listed in ``FLOAT_SCALARS``. Returns (types,
-    the arguments that a real launch passes as multiples of 16: pointers and strides/D)."""
+    ``inputs``, else ``POINTER_TYPES`` or ``*fp32``); other names are i32 scalars, except the
+    ``FLOAT_SCALARS``. Returns (types, the arguments that a real launch passes as multiples of
+    16: pointers, D, strides and split lengths)."""
     types, divisible = {}, []
     for param in kernel.params:
         if param.is_constexpr:

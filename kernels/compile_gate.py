@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if os.environ.get(_READY) != "1" or "triton" in sys.modules:
         # the interpreter must be off and the cache empty before triton is imported
-        command = [sys.executable, "-m", "wsscl_fast.kernels.compile_gate", *(argv if argv is not None else sys.argv[1:])]
+        args_given = argv if argv is not None else sys.argv[1:]
+        command = [sys.executable, "-m", "wsscl_fast.kernels.compile_gate", *args_given]
         return subprocess.run(command, env=_child_environment()).returncode
     import triton
     start = time.time()

@@ -412,8 +412,9 @@ def compile_specs():
     specs = []
     for (arch, precision, bucket), tiles in LAUNCH_TABLE.items():
         blocks = dict(BLOCK_N=tiles.block_n, BLOCK_M=tiles.block_m, BLOCK_K=tiles.block_k, BLOCK_DO=tiles.block_do)
+        forward_blocks = dict(BLOCK_N=tiles.block_n, BLOCK_M=tiles.block_m, BLOCK_K=tiles.block_k)
         launches = [
-            (_infonce_fwd_kernel, "fwd", dict(BLOCK_N=tiles.block_n, BLOCK_M=tiles.block_m, BLOCK_K=tiles.block_k), True),
+            (_infonce_fwd_kernel, "fwd", forward_blocks, True),
             (_infonce_bwd_anchor_kernel, "bwd anchors", blocks, True),
             (_infonce_bwd_negative_kernel, "bwd negatives", blocks, True),
             (_infonce_bwd_anchor_finish_kernel, "bwd finish", dict(BLOCK_N=FINISH_BLOCK_N, BLOCK_DO=FINISH_BLOCK_D),
@@ -427,8 +428,10 @@ def compile_specs():
                     values["NORMALIZE"] = normalize
                 if "PRECISION" in names:
                     values["PRECISION"] = dot_precision(precision)
-                types, divisible = kernel_types(kernel, element=_ELEMENT[precision], inputs=("A", "P", "R", "DA", "DP", "DR"))
-                label = f"infonce {what} {precision} D~{bucket}{'' if normalize is None else ' norm' if normalize else ' raw'}"
+                types, divisible = kernel_types(kernel, element=_ELEMENT[precision],
+                                                inputs=("A", "P", "R", "DA", "DP", "DR"))
+                flavour = "" if normalize is None else " norm" if normalize else " raw"
+                label = f"infonce {what} {precision} D~{bucket}{flavour}"
                 warps, stages = (tiles.num_warps, tiles.num_stages) if has_dot else (FINISH_WARPS, 1)
                 specs.append(CompileSpec(
                     kernel, label, types, values, warps, stages, arch,

@@ -300,7 +300,8 @@ def compile_specs():
         name = f"{saliency} saliency, {param}{'' if aligned else ', unaligned'}"
         variants = [(_masked_adamw_kernel, f"adamw {name}{'' if uniform else ', per-tensor steps'}",
                      dict(common, UNIFORM_STEP=uniform)) for uniform in (True, False)]
-        variants += [(_masked_sgd_kernel, f"sgd {name}{', momentum' if momentum else ''}{', nesterov' if nesterov else ''}",
+        variants += [(_masked_sgd_kernel,
+                      f"sgd {name}{', momentum' if momentum else ''}{', nesterov' if nesterov else ''}",
                       dict(common, HAS_MOMENTUM=momentum, NESTEROV=nesterov)) for momentum, nesterov in SGD_VARIANTS]
         for kernel, label, constexprs in variants:
             types, divisible = kernel_types(kernel, element="fp32")

@@ -117,6 +117,7 @@ def _resume_arg(parser: argparse.ArgumentParser) -> None:
                              "the same arguments; the result is bit-identical to an uninterrupted run")
 
 
+BARE_ARCH_HELP = "architecture of a bare state_dict --checkpoint: torchvision:NAME, any torchvision.models name"
 OUTPUTS = {  # the files each command writes into --out; existing ones need --force
     "train": ("model.pt", "sample_ids.tsv"),
     "unlearn": ("unlearned.pt", "unlearn.json", "record.json"),
@@ -309,7 +310,8 @@ def cmd_demo(args) -> int:
         torch.manual_seed(seed)
         model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, device, seed=seed,
                             progress=not args.quiet, desc="original", execution=_execution(args))
-        print(f"seed {seed}: original small CNN on digits, test accuracy {predict_split(model, bundle.test).accuracy:.1f}%")
+        accuracy = predict_split(model, bundle.test).accuracy
+        print(f"seed {seed}: original small CNN on digits, test accuracy {accuracy:.1f}%")
         for spec, name, _ in DEMO_SCENARIOS:
             seed_rows, titles[name] = run_comparison(model, bundle, recipe, spec, ALL_METHODS[1:], seed, device,
                                                      not args.quiet, _execution(args))
@@ -319,6 +321,52 @@ def cmd_demo(args) -> int:
         print(write_report(rows[name], out, name, titles[name], extra={"forget": spec, "device": str(device)}))
     print(f"\nreports and plots written to {out}/ (classwise.*, random.*)")
     return 0
+
+
+COMMANDS = {  # name: (one-line help, description, examples)
+    "train": (
+        'train and save the original model',
+        'Train a classifier from scratch and save it as OUT/model.pt (with its recipe, so that Retrain is '
+        'trained the same way).',
+        ('wsscl-fast train --data digits --epochs 5 --out runs/digits',
+         'wsscl-fast train --data cifar10 --data-root ~/data/cifar10 --out runs/c10',)),
+    "unlearn": (
+        'run one method on a saved model',
+        'Unlearn a forget set from a saved model. Writes OUT/unlearned.pt, OUT/unlearn.json and '
+        'OUT/record.json (the record a data-protection officer can verify).',
+        ('wsscl-fast unlearn --checkpoint runs/digits/model.pt --forget class:3 --out runs/digits/wsscl',
+         'wsscl-fast unlearn --checkpoint runs/digits/model.pt --forget indices:ids.txt --method salun',)),
+    "verify": (
+        'check that a model file is the one an unlearning record describes',
+        'Check that MODEL holds the unlearned weights RECORD names; optionally that the forgotten ids and the '
+        "record's signature match. Exit 0 when everything matches, 1 otherwise.",
+        ('wsscl-fast verify run/record.json run/unlearned.pt --ids ids.txt --key-file secret.key',)),
+    "evaluate": (
+        'UA, RA, TA and MIA-efficacy of a saved model',
+        'Measure UA, RA, TA and MIA-efficacy of a saved model, on the forget set of its unlearning run unless '
+        '--forget is given.',
+        ('wsscl-fast evaluate --checkpoint runs/digits/wsscl/unlearned.pt',
+         'wsscl-fast evaluate --checkpoint runs/digits/model.pt --forget class:3',)),
+    "compare": (
+        'several methods side by side against Retrain',
+        'Run several methods and Retrain from the same original model; write the table (Markdown, JSON) and '
+        'plots to OUT.',
+        ('wsscl-fast compare --checkpoint runs/digits/model.pt --forget random:0.1 --methods ft,salun,wsscl',
+         'wsscl-fast compare --data digits --epochs 5 --set wsscl.finetune_epochs=3',)),
+    "demo": (
+        'the whole story on the embedded digits data, on a CPU, in about three minutes',
+        "Train a small CNN on scikit-learn's digits, then compare every method class-wise and at random; "
+        'tables and plots go to OUT.',
+        ('wsscl-fast demo',
+         'wsscl-fast demo --out /tmp/demo --force',)),
+}
+
+
+def _subcommand(sub, name: str) -> argparse.ArgumentParser:
+    """A subcommand with its help, description and examples from ``COMMANDS``."""
+    short, description, examples = COMMANDS[name]
+    return sub.add_parser(name, help=short, description=description, epilog="example:\n  " + "\n  ".join(examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _config_fields_help() -> str:
@@ -336,9 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsscl-fast", description="Machine unlearning of image classifiers with WSS-CL.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train and save the original model", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description='Train a classifier from scratch and save it as OUT/model.pt (with its recipe, so that Retrain is trained the same way).',
-                       epilog="example:\n  " + 'wsscl-fast train --data digits --epochs 5 --out runs/digits\n  wsscl-fast train --data cifar10 --data-root ~/data/cifar10 --out runs/c10')
+    p = _subcommand(sub, "train")
     _data_args(p, required=True)
     p.add_argument("--arch", default=None,
                    help="small_cnn, resnet18 (CIFAR stem) or torchvision:NAME (default: by dataset)")
@@ -347,13 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "wsscl_out")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("unlearn", help="run one method on a saved model", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description='Unlearn a forget set from a saved model. Writes OUT/unlearned.pt, OUT/unlearn.json and OUT/record.json (the record a data-protection officer can verify).',
-                       epilog="example:\n  " + 'wsscl-fast unlearn --checkpoint runs/digits/model.pt --forget class:3 --out runs/digits/wsscl\n  wsscl-fast unlearn --checkpoint runs/digits/model.pt --forget indices:ids.txt --method salun --set epochs=5')
+    p = _subcommand(sub, "unlearn")
     p.add_argument("--checkpoint", required=True,
                    help="model.pt written by `train`, or a bare state_dict with --arch (never overwritten)")
-    p.add_argument("--arch", default=None, help="architecture of a bare state_dict --checkpoint, e.g. torchvision:resnet18 (any "
-                        "torchvision.models name)")
+    p.add_argument("--arch", default=None, help=BARE_ARCH_HELP)
     _data_args(p, required=False)
     _forget_args(p)
     p.add_argument("--method", default="wsscl", choices=ALL_METHODS)
@@ -367,21 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "wsscl_out/unlearned")
     p.set_defaults(func=cmd_unlearn)
 
-    p = sub.add_parser("verify", help="check that a model file is the one an unlearning record describes", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Check that MODEL holds the unlearned weights RECORD names; optionally that the forgotten ids and the record's signature match. Exit 0 when everything matches, 1 otherwise.",
-                       epilog="example:\n  " + 'wsscl-fast verify runs/digits/wsscl/record.json runs/digits/wsscl/unlearned.pt --ids ids.txt --key-file secret.key')
+    p = _subcommand(sub, "verify")
     p.add_argument("record", help="record.json written by `unlearn`")
     p.add_argument("model", help="model file (.pt) to check")
     p.add_argument("--ids", default=None, help="file of the sample ids that were to be forgotten (one per line)")
     p.add_argument("--key-file", default=None, help="the secret key record.json was signed with (unlearn --key-file)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("evaluate", help="UA, RA, TA and MIA-efficacy of a saved model", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description='Measure UA, RA, TA and MIA-efficacy of a saved model, on the forget set of its unlearning run unless --forget is given.',
-                       epilog="example:\n  " + 'wsscl-fast evaluate --checkpoint runs/digits/wsscl/unlearned.pt\n  wsscl-fast evaluate --checkpoint runs/digits/model.pt --forget class:3')
+    p = _subcommand(sub, "evaluate")
     p.add_argument("--checkpoint", required=True, help="a model written by `train`/`unlearn`, or a bare state_dict")
-    p.add_argument("--arch", default=None, help="architecture of a bare state_dict --checkpoint, e.g. torchvision:resnet18 (any "
-                        "torchvision.models name)")
+    p.add_argument("--arch", default=None, help=BARE_ARCH_HELP)
     _data_args(p, required=False)
     p.add_argument("--forget", default=None,
                    help="random:FRACTION, class:LABEL or indices:FILE (default: the record's, else the one the "
@@ -391,9 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(seed=None)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("compare", help="several methods side by side against Retrain", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description='Run several methods and Retrain from the same original model; write the table (Markdown, JSON) and plots to OUT.',
-                       epilog="example:\n  " + 'wsscl-fast compare --checkpoint runs/digits/model.pt --forget random:0.1 --methods ft,salun,wsscl\n  wsscl-fast compare --data digits --epochs 5 --set wsscl.finetune_epochs=3')
+    p = _subcommand(sub, "compare")
     p.add_argument("--checkpoint", default=None, help="original model (default: train one first)")
     _data_args(p, required=False)
     _forget_args(p)
@@ -406,9 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "wsscl_out/compare")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("demo", help="the whole story on the embedded digits data, on a CPU, in about three minutes", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train a small CNN on scikit-learn's digits, then compare every method class-wise and at random; tables and plots go to OUT.",
-                       epilog="example:\n  " + 'wsscl-fast demo\n  wsscl-fast demo --out /tmp/demo --force')
+    p = _subcommand(sub, "demo")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds to average over (default: %(default)s)")
     _common(p, "wsscl_demo_out")
     p.set_defaults(func=cmd_demo)

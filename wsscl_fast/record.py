@@ -111,7 +111,8 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
         if not hmac.compare_digest(record["hmac_sha256"], record_hmac(record, key)):
             return False, f"{record_path} was edited after it was signed, or the key is wrong (HMAC mismatch)"
     if expected == record.get("original_weights_sha256"):
-        return False, f"{record_path} describes an unlearning that changed no weight: the unlearned model IS the original"
+        return False, (f"{record_path} describes an unlearning that changed no weight: the unlearned model IS the "
+                       f"original")
     if ids is not None and ids_digest(ids) != record.get("forget_set", {}).get("ids_sha256"):
         return False, f"the given ids are not the forget set of {record_path} (ids SHA-256 differs)"
     actual = weights_digest(load_checkpoint(model_path)["state_dict"])
