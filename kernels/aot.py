@@ -4,9 +4,9 @@
 triton wheel (no GPU, no driver) and reads what the GPU would enforce at launch: registers,
 spills, shared memory, and whether ``tl.dot`` became tensor-core instructions. It is the only
 place that touches Triton's compiler API (``ASTSource``, ``GPUTarget``, the ptxas log), which
-changes between releases; it is written for Triton 3.3 to 3.8 (the CI wheel is 3.8, the GPU
-machine has 3.6). It must run without ``TRITON_INTERPRET`` (the interpreter replaces
-``@triton.jit``), which is why the gate runs it in a process of its own.
+changes between releases; it is tested with Triton 3.8 (CI) and 3.6 (the GPU machine). It
+must run without ``TRITON_INTERPRET`` (the interpreter replaces ``@triton.jit``), which is why
+the gate runs it in a process of its own.
 """
 from __future__ import annotations
 
