@@ -14,6 +14,7 @@ from wsscl_fast.distributed import loader as choose_loader
 from wsscl_fast.training import run_steps
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+TOLERANCE_BF16 = 0.01  # measured on this CPU (2026-11-28): 7e-4 (fast), 2.5e-3 (fast + channels-last)
 
 
 def _nested_subset(digits):
@@ -65,22 +66,26 @@ def _update(model_before, model_after):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("execution, tolerance", [
-    (Execution(device_data=True), 1e-4),  # fp32 on device batches: the same sums in another order
-    (Execution.fast(), 0.05),  # + bf16 autocast: bf16 rounding of activations (measured 0.029 on the CPU)
-    (Execution.fast(channels_last=True), 0.05),
+@pytest.mark.parametrize("execution, reference, tolerance", [
+    (Execution(device_data=True), Execution.reference(), 1e-4),  # fp32: the same sums in another order
+    # bf16 autocast on both sides: how far bf16 moves the update from fp32 is a property of the
+    # CPU's bf16 kernels (0.033 here, 0.090 on another machine), not of the fast path
+    (Execution.fast(), Execution(autocast=True), TOLERANCE_BF16),
+    (Execution.fast(channels_last=True), Execution(autocast=True), TOLERANCE_BF16),
 ], ids=["device_data", "fast", "fast+channels_last"])
-def test_fast_wsscl_step_matches_the_reference_step(digits, trained_digits_model, device, execution, tolerance):
+def test_fast_wsscl_step_matches_the_reference_step(digits, trained_digits_model, device, execution, reference,
+                                                    tolerance):
     """Same state, one WSS-CL step per stage on the whole forget and retain sets: the weight
-    updates of the fast and the reference path agree (relative error of the update). The
-    retain batches are not augmented, since crops are drawn per batch row and the paths order
-    the rows differently; the forget views are."""
+    updates of the fast path and of the reference path (DataLoader batches) at the same
+    precision agree (relative error of the update). The retain batches are not augmented,
+    since crops are drawn per batch row and the paths order the rows differently; the forget
+    views are."""
     scenario = make_scenario(digits, "random:0.1", seed=0)
     config = WSSCLConfig(forget_epochs=1, finetune_epochs=1, batch_size=len(scenario.retain),
                          forget_batch_size=len(scenario.forget), aug_pad=0, aug_flip=False, view_flip=False)
     start = copy.deepcopy(trained_digits_model).to(device)
     runs = {}
-    for name, how in (("reference", Execution.reference()), ("fast", execution)):
+    for name, how in (("reference", reference), ("fast", execution)):
         result = unlearn(start, scenario.forget, scenario.retain, "wsscl", config, device=device, progress=False,
                          backend="torch", execution=how, holdout=digits.test)
         assert result.info["execution"] == how.to_dict()
