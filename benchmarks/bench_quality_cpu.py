@@ -25,6 +25,7 @@ from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_s
 from wsscl_fast import unlearn  # noqa: E402
 from wsscl_fast.checkpoint import atomic_save  # noqa: E402
 from wsscl_fast.data import load_cifar10_bundle, make_scenario  # noqa: E402
+from wsscl_fast.methods import UNLEARNING_METHODS  # noqa: E402
 from wsscl_fast.metrics import avg_gap, evaluate_unlearning, predict_split  # noqa: E402
 from wsscl_fast.recipes import apply_overrides, recipe_for  # noqa: E402
 from wsscl_fast.report import summarize, write_report  # noqa: E402
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=30, help="training epochs of the original and Retrain")
     parser.add_argument("--forget", default="random:0.1")
-    parser.add_argument("--methods", default="ft,ga,rl,salun,l1_sparse,wsscl")
+    parser.add_argument("--methods", default=",".join(UNLEARNING_METHODS))
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE")
     parser.add_argument("--variant", action="append", default=[], metavar="METHOD:FIELD=VALUE[,FIELD=VALUE]",
                         help="an extra row: METHOD with these fields changed (an ablation)")

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 from . import distributed
 from .config import TrainConfig
 from .execution import Execution
-from .methods import MethodContext, get_method
+from .methods import UNLEARNING_METHODS, MethodContext, get_method
 from .data import dataset_labels
 from .metrics import avg_gap, evaluate_unlearning
 from .models import num_outputs
@@ -153,7 +153,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     return UnlearnResult(target, method, config, rte, dict(ctx.timings), metrics, dict(ctx.info))
 
 
-def compare(model: nn.Module, scenario, methods=("ft", "ga", "rl", "salun", "l1_sparse", "wsscl"), configs=None,
+def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None,
             *, train_config: TrainConfig | None = None, device=None, seed: int = 0, progress: bool = True,
             backend: str | None = None, execution: Execution | None = None) -> list[dict]:
     """Run Retrain and ``methods`` on one :class:`~wsscl_fast.data.ForgetScenario`.

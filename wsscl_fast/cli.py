@@ -15,11 +15,12 @@ import torch
 from . import backends, distributed
 from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
-from .data import load_bundle, make_scenario, read_index_file, write_sample_ids
+from .data import DATASETS, load_bundle, make_scenario, read_index_file, write_sample_ids
 from .config import TrainConfig
 from .execution import Execution
 from .metrics import evaluate_unlearning, predict_split
-from .recipes import ALL_METHODS, apply_overrides, recipe_for
+from .methods import ALL_METHODS, UNLEARNING_METHODS
+from .recipes import apply_overrides, recipe_for
 from .record import build_record, verify_record, weights_digest, write_record
 from .runstate import RunInterrupted, RunState
 from .report import write_report
@@ -62,7 +63,7 @@ def _execution(args) -> Execution:
 
 
 def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--data", choices=("digits", "cifar10", "fashion-mnist"), default=None if not required else "digits",
+    parser.add_argument("--data", choices=DATASETS, default=None if not required else "digits",
                         help="dataset (default: digits, or the checkpoint's)")
     parser.add_argument("--data-root", default=None,
                         help="dataset directory (CIFAR-10: train.zip/test.zip, train/ and test/ ImageFolders, or "
@@ -313,7 +314,7 @@ def cmd_demo(args) -> int:
         accuracy = predict_split(model, bundle.test).accuracy
         print(f"seed {seed}: original small CNN on digits, test accuracy {accuracy:.1f}%")
         for spec, name, _ in DEMO_SCENARIOS:
-            seed_rows, titles[name] = run_comparison(model, bundle, recipe, spec, ALL_METHODS[1:], seed, device,
+            seed_rows, titles[name] = run_comparison(model, bundle, recipe, spec, UNLEARNING_METHODS, seed, device,
                                                      not args.quiet, _execution(args))
             rows[name] += seed_rows
     for spec, name, label in DEMO_SCENARIOS:
@@ -404,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a field of the method's config (repeatable). " + _config_fields_help())
     p.add_argument("--retrain", default=None, help="a Retrain checkpoint: its metrics and the gap go into record.json")
     p.add_argument("--key-file", default=None, help="sign record.json with HMAC-SHA256 under this secret key")
-    p.add_argument("--backend", choices=("torch", "cpp", "triton"), default=None,
+    p.add_argument("--backend", choices=backends.BACKENDS, default=None,
                    help="op backend (default: WSSCL_BACKEND, else by device)")
     _resume_arg(p)
     _common(p, "wsscl_out/unlearned")
@@ -436,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default=None, help="small_cnn, resnet18 or torchvision:NAME: the architecture to train, "
                                                "or that of a bare state_dict --checkpoint")
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs of the original and Retrain")
-    p.add_argument("--methods", default=",".join(ALL_METHODS[1:]), help="comma-separated (default: %(default)s)")
+    p.add_argument("--methods", default=",".join(UNLEARNING_METHODS), help="comma-separated (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                    help="override a field of one method's config (repeatable). " + _config_fields_help())
     _common(p, "wsscl_out/compare")

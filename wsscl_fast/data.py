@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .checkpoint import atomic_save, atomic_write_bytes
 
+DATASETS = ("digits", "cifar10", "fashion-mnist")  #: what load_bundle() loads
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -324,7 +325,7 @@ def load_bundle(name: str, root: str | None = None, train_size: int | None = Non
         return load_cifar10_bundle(root or default_data_root("cifar10"), train_size, test_size, seed, download)
     if name == "fashion-mnist":
         return load_fashion_mnist_bundle(root or FASHION_MNIST_ROOT, train_size, test_size, seed)
-    raise ValueError(f"unknown dataset {name!r}; choose digits, cifar10 or fashion-mnist")
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
 # ----------------------------------------------------------------------------- splits

@@ -12,7 +12,6 @@ from .data import DataBundle
 from .methods import METHODS
 from .models import build_model
 
-ALL_METHODS = ("retrain", "ft", "ga", "rl", "salun", "l1_sparse", "wsscl")
 
 
 @dataclass
