@@ -5,11 +5,10 @@ parameter, gradient, saliency and state addresses. The parameters stay where the
 them (no flat-buffer re-pointing, which would break user code that holds parameter references
 or sets grads to None); the table costs one small asynchronous host-to-device copy per step.
 
-Semantics (docs/method.md), for each coordinate with saliency w > 0:
-    SGD:   d = g + wd p;  buf = mu buf + d;  u = d + mu buf (Nesterov) or buf;  p -= lr w u
-    AdamW: p *= 1 - lr wd w;  m += (1 - b1)(g - m);  v = b2 v + (1 - b2) g^2;
-           p -= (lr / (1 - b1^k)) w m / (sqrt(v) / sqrt(1 - b2^k) + eps)
-Coordinates with w == 0 are masked out of every store: parameter and state stay bit-identical.
+The update is the one of ``reference.masked_sgd_step_ref`` / ``masked_adamw_step_ref`` (the
+formulas: docs/method.md). Coordinates with w == 0 keep parameter and state bit-identical:
+every chunk is loaded whole and they are stored back unchanged, so that full chunks need no
+masks (a scattered mask touches almost every 32-byte sector anyway).
 Saliency storage (constexpr SALIENCY): "bool" (1 byte, hard), "bits" (hard, packed 1 bit per
 coordinate, least significant bit first), "uint8" (soft, q / 255), "float32" or "bfloat16" (soft).
 Parameters and gradients are fp32, bf16 or fp16 (constexpr PARAM); optimizer state is always

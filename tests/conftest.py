@@ -9,7 +9,6 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 CIFAR10_ROOT = Path(os.environ.get("WSSCL_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
 
@@ -45,3 +44,13 @@ def cifar10_root():
     if not (CIFAR10_ROOT / "train.zip").is_file():
         pytest.skip(f"CIFAR-10 zips not found under {CIFAR10_ROOT} (set WSSCL_CIFAR10)")
     return CIFAR10_ROOT
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped where there is no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a GPU (marker: cuda)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

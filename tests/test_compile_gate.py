@@ -8,6 +8,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.slow]
+
 
 TESTS = Path(__file__).resolve().parent
 

@@ -143,6 +143,7 @@ def test_truncated_zip_empty_class_folder_and_damaged_cache(tmp_path, monkeypatc
     assert torch.equal(load_cifar10_bundle(tmp_path).train.images, first.train.images)
 
 
+@pytest.mark.real_data
 def test_real_cifar10_subset(cifar10_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
     bundle = load_cifar10_bundle(cifar10_root, train_size=500, test_size=200, seed=0)

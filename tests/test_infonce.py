@@ -2,11 +2,10 @@
 import pytest
 import torch
 
-from conftest import TRITON_DEVICE
+from helpers import ALL_BACKENDS, TRITON_DEVICE, device_for
 from wsscl_fast import InfoNCELoss, infonce_loss
 from wsscl_fast.reference import infonce_loss_ref
 
-BACKENDS = ["torch", "cpp", "triton"]  # triton: on CUDA, or on the CPU under TRITON_INTERPRET=1 (conftest.py)
 # fp16/bf16 inputs are rounded to 8 (bf16) or 11 (fp16) mantissa bits, then accumulated in fp32:
 # the loss and gradients are compared with the fp32 reference on the *rounded* inputs, so the
 # only error left is the final rounding of the outputs to the input dtype (bf16: 2^-8 relative).
@@ -23,9 +22,6 @@ def assert_close_scaled(actual, expected, dtype, what):
                                msg=lambda m: f"{what}: {m}")
 
 
-def _device(backend):
-    return TRITON_DEVICE if backend == "triton" else "cpu"
-
 
 def _inputs(n, m, d, dtype, seed=0, scale=1.0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
@@ -33,7 +29,7 @@ def _inputs(n, m, d, dtype, seed=0, scale=1.0, device="cpu"):
 
 
 def _check_against_reference(backend, shape, dtype, tau, normalize, scale=1.0):
-    inputs = _inputs(*shape, dtype, scale=scale, device=_device(backend))
+    inputs = _inputs(*shape, dtype, scale=scale, device=device_for(backend))
     reference_inputs = [x.detach().cpu().to(torch.float32 if dtype != torch.float64 else dtype).requires_grad_(True)
                         for x in inputs]
     loss = infonce_loss(*inputs, temperature=tau, normalize=normalize, backend=backend)
@@ -47,20 +43,20 @@ def _check_against_reference(backend, shape, dtype, tau, normalize, scale=1.0):
         assert_close_scaled(g.cpu(), e, dtype, f"d{name}")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("shape", [(1, 1, 3), (37, 1001, 129), (5, 300, 2048), (64, 17, 8)])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_fp32_matches_reference_on_odd_shapes(backend, shape, normalize):
     _check_against_reference(backend, shape, torch.float32, 0.5, normalize)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("tau", [0.05, 0.2, 1.0, 2.0])
 def test_temperatures(backend, tau):
     _check_against_reference(backend, (19, 77, 33), torch.float32, tau, True)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_other_dtypes(backend, dtype):
     if backend == "triton" and dtype == torch.float64:
@@ -70,28 +66,28 @@ def test_other_dtypes(backend, dtype):
     _check_against_reference(backend, (13, 70, 24), dtype, 0.5, True)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_large_norms_do_not_overflow(backend):
     # unnormalised features of norm ~1e3 at tau = 0.05: logits ~ 1e7, exp would overflow without the LSE shift
-    inputs = _inputs(9, 40, 16, torch.float32, scale=300.0, device=_device(backend))
+    inputs = _inputs(9, 40, 16, torch.float32, scale=300.0, device=device_for(backend))
     loss = infonce_loss(*inputs, temperature=0.05, normalize=False, backend=backend)
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(x.grad).all() for x in inputs)
     _check_against_reference(backend, (9, 40, 16), torch.float32, 0.05, False, scale=300.0)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_non_contiguous_inputs(backend):
     g = torch.Generator().manual_seed(3)
-    base = torch.randn(40, 64, generator=g).to(_device(backend))
+    base = torch.randn(40, 64, generator=g).to(device_for(backend))
     a, p, r = base[:10, ::2], base[10:20, 1::2], base[20:, ::2].t().contiguous().t()
     torch.testing.assert_close(infonce_loss(a, p, r, backend=backend).cpu(), infonce_loss_ref(a, p, r).cpu(),
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_gradient_only_for_some_inputs(backend):
-    a, p, r = _inputs(4, 9, 6, torch.float32, device=_device(backend))
+    a, p, r = _inputs(4, 9, 6, torch.float32, device=device_for(backend))
     r = r.detach()
     loss = infonce_loss(a, p, r, backend=backend)
     ga, = torch.autograd.grad(loss, [a])
@@ -101,7 +97,7 @@ def test_gradient_only_for_some_inputs(backend):
 
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 def test_fused_double_backward_raises(backend):
-    a, p, r = _inputs(3, 5, 4, torch.float32, device=_device(backend))
+    a, p, r = _inputs(3, 5, 4, torch.float32, device=device_for(backend))
     loss = infonce_loss(a, p, r, backend=backend)
     with pytest.raises(RuntimeError, match="not twice differentiable"):
         torch.autograd.grad(loss, [a], create_graph=True)
@@ -156,7 +152,7 @@ def test_inputs_are_not_modified():
     assert all(torch.equal(x, c) for x, c in zip(inputs, copies))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the benchmark shapes are too slow for the interpreter")
+@pytest.mark.cuda  # the benchmark shapes are too slow for the interpreter
 @pytest.mark.parametrize("shape", [(256, 256, 512), (1024, 16384, 256)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_triton_on_benchmark_shapes(shape, dtype):

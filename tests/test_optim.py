@@ -4,19 +4,15 @@ import copy
 import pytest
 import torch
 
-from conftest import TRITON_DEVICE
+from helpers import ALL_BACKENDS, TRITON_DEVICE, device_for
 from wsscl_fast import MaskedAdamW, MaskedSGD
 from wsscl_fast.reference import (dequantize_saliency_ref, masked_adamw_step_ref, masked_sgd_step_ref, pack_mask_ref,
                                   quantize_saliency_ref)
 
-BACKENDS = ["torch", "cpp", "triton"]  # triton: on CUDA, or on the CPU under TRITON_INTERPRET=1 (conftest.py)
 SHAPES = [(1,), (1023,), (3, 5, 7), (64, 3, 3, 3)]
 SGD_HYPER = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
 ADAMW_HYPER = dict(lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.05)
 
-
-def _device(backend):
-    return TRITON_DEVICE if backend == "triton" else "cpu"
 
 
 def _params(seed=0, shapes=SHAPES, dtype=torch.float32, device="cpu"):
@@ -43,11 +39,11 @@ def _optimizers(kind, params, saliency, backend):
     return MaskedAdamW(params, saliency, backend=backend, **ADAMW_HYPER), torch.optim.AdamW
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 @pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32])
 def test_all_ones_equals_torch_optim(backend, kind, mask_dtype):
-    params, reference_params = _params(device=_device(backend)), _params(device=_device(backend))
+    params, reference_params = _params(device=device_for(backend)), _params(device=device_for(backend))
     grads = _grads(params, 6)
     ours, torch_cls = _optimizers(kind, params, [torch.ones(p.shape, dtype=mask_dtype, device=p.device) for p in params],
                                   backend)
@@ -56,10 +52,10 @@ def test_all_ones_equals_torch_optim(backend, kind, mask_dtype):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_zero_mask_changes_nothing_bit_for_bit(backend, kind):
-    params = _params(device=_device(backend))
+    params = _params(device=device_for(backend))
     start = [p.detach().clone() for p in params]
     optimizer, _ = _optimizers(kind, params, [torch.zeros(p.shape, dtype=torch.bool, device=p.device) for p in params],
                                backend)
@@ -71,10 +67,10 @@ def test_zero_mask_changes_nothing_bit_for_bit(backend, kind):
                 assert not value.any(), "optimizer state of frozen coordinates must stay zero"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_mixed_hard_mask_follows_torch_on_salient_coordinates(backend, kind):
-    params, reference_params = _params(device=_device(backend)), _params(device=_device(backend))
+    params, reference_params = _params(device=device_for(backend)), _params(device=device_for(backend))
     start = [p.detach().clone() for p in params]
     g = torch.Generator().manual_seed(7)
     masks = [(torch.rand(p.shape, generator=g) < 0.4).to(p.device) for p in params]
@@ -89,7 +85,7 @@ def test_mixed_hard_mask_follows_torch_on_salient_coordinates(backend, kind):
 @pytest.mark.parametrize("backend, dtype", [("cpp", torch.float32), ("cpp", torch.float64), ("triton", torch.float32)])
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_soft_weights_match_the_reference(backend, kind, dtype):
-    params = _params(dtype=dtype, device=_device(backend))
+    params = _params(dtype=dtype, device=device_for(backend))
     start = [p.detach().clone() for p in params]
     reference_params = [p.detach().clone() for p in params]
     g = torch.Generator().manual_seed(8)
@@ -111,10 +107,10 @@ def test_soft_weights_match_the_reference(backend, kind, dtype):
         assert torch.equal(a[w == 0], s[w == 0])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_state_dict_round_trip_resumes_bit_exactly(backend, kind, tmp_path):
-    params = _params(device=_device(backend))
+    params = _params(device=device_for(backend))
     masks = [(torch.rand(p.shape, generator=torch.Generator().manual_seed(9)) < 0.5).to(p.device) for p in params]
     grads = _grads(params, 6)
     optimizer, _ = _optimizers(kind, params, masks, backend)
@@ -123,7 +119,7 @@ def test_state_dict_round_trip_resumes_bit_exactly(backend, kind, tmp_path):
     uninterrupted = _run(optimizer, params, grads[3:])
 
     blob = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    resumed_params = [p.clone().to(_device(backend)).requires_grad_(True) for p in blob["params"]]
+    resumed_params = [p.clone().to(device_for(backend)).requires_grad_(True) for p in blob["params"]]
     resumed, _ = _optimizers(kind, resumed_params, [torch.zeros_like(m) for m in masks], backend)
     resumed.load_state_dict(blob["optimizer"])
     assert all(torch.equal(a, b) for a, b in zip(resumed.param_groups[0]["saliency"], masks))
@@ -131,9 +127,9 @@ def test_state_dict_round_trip_resumes_bit_exactly(backend, kind, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_parameters_without_grad_are_skipped(backend):
-    params = _params(device=_device(backend))
+    params = _params(device=device_for(backend))
     start = [p.detach().clone() for p in params]
     optimizer = MaskedAdamW(params, [torch.ones(p.shape, device=p.device) for p in params], backend=backend)
     params[0].grad = torch.ones_like(params[0])
@@ -211,16 +207,16 @@ def test_triton_step_is_one_launch_for_62_mixed_tensors():
 
 
 # ----------------------------------------------------------------------------- compact saliency storage
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_bit_packed_mask_matches_the_bool_mask_bit_for_bit(backend, kind):
     shapes = SHAPES + [(9,), (8,), (2, 4097)]
-    masks = [(torch.rand(s, generator=torch.Generator().manual_seed(i)) < 0.5).to(_device(backend))
+    masks = [(torch.rand(s, generator=torch.Generator().manual_seed(i)) < 0.5).to(device_for(backend))
              for i, s in enumerate(shapes)]
     packed_given = [pack_mask_ref(m) for m in masks]
     runs = []
     for saliency, storage in ((masks, "dense"), (masks, "bits"), (packed_given, "bits")):
-        params = _params(shapes=shapes, device=_device(backend))
+        params = _params(shapes=shapes, device=device_for(backend))
         cls, hyper = (MaskedSGD, SGD_HYPER) if kind == "sgd" else (MaskedAdamW, ADAMW_HYPER)
         optimizer = cls(params, saliency, backend=backend, saliency_storage=storage, **hyper)
         assert optimizer.param_groups[0]["saliency"][1].numel() == (1023 + 7) // 8 or storage == "dense"
@@ -229,32 +225,32 @@ def test_bit_packed_mask_matches_the_bool_mask_bit_for_bit(backend, kind):
         assert torch.equal(dense, packed) and torch.equal(dense, pre_packed)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_uint8_saliency_equals_its_dequantised_weights(backend, kind):
     g = torch.Generator().manual_seed(10)
-    weights = [torch.rand(s, generator=g).mul_(torch.rand(s, generator=g) < 0.7).to(_device(backend)) for s in SHAPES]
+    weights = [torch.rand(s, generator=g).mul_(torch.rand(s, generator=g) < 0.7).to(device_for(backend)) for s in SHAPES]
     dequantised = [dequantize_saliency_ref(quantize_saliency_ref(w)) for w in weights]
     runs = []
     for saliency, storage in ((weights, "uint8"), (dequantised, "dense")):
-        params = _params(device=_device(backend))
+        params = _params(device=device_for(backend))
         cls, hyper = (MaskedSGD, SGD_HYPER) if kind == "sgd" else (MaskedAdamW, ADAMW_HYPER)
         runs.append(_run(cls(params, saliency, backend=backend, saliency_storage=storage, **hyper), params,
                          _grads(params, 4)))
-    start = _params(device=_device(backend))
+    start = _params(device=device_for(backend))
     for quantised, dense, w, s in zip(*runs, weights, start):
         assert torch.equal(quantised, dense)
         assert torch.equal(quantised[w == 0], s.detach()[w == 0])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_bf16_parameters_with_fp32_state_match_the_reference(backend, kind):
     """The step is done in fp32 and the parameter rounded to nearest-even once: the fused
     backends do the reference's fp32 sequence, so on the CPU (C++, the Triton interpreter) the
     bf16 values agree bit for bit. A compiled GPU kernel may contract a multiply and an add into
     one FMA, which can move the fp32 value by an ulp and so, rarely, the bf16 value by one."""
-    params = _params(dtype=torch.bfloat16, device=_device(backend))
+    params = _params(dtype=torch.bfloat16, device=device_for(backend))
     reference = [p.detach().clone().requires_grad_(True) for p in params]
     start = [p.detach().clone() for p in params]
     masks = [(torch.rand(p.shape, generator=torch.Generator().manual_seed(11)) < 0.6).to(p.device) for p in params]
@@ -275,9 +271,9 @@ def test_bf16_parameters_with_fp32_state_match_the_reference(backend, kind):
     assert states and all(t.dtype == torch.float32 for t in states)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_packed_saliency_survives_state_dict_round_trip_bit_exactly(backend, tmp_path):
-    params = _params(device=_device(backend))
+    params = _params(device=device_for(backend))
     masks = [(torch.rand(p.shape, generator=torch.Generator().manual_seed(12)) < 0.5).to(p.device) for p in params]
     grads = _grads(params, 4)
     optimizer = MaskedAdamW(params, masks, backend=backend, saliency_storage="bits", **ADAMW_HYPER)
@@ -315,7 +311,7 @@ def test_bad_compact_saliency_is_refused(cls, storage, bad, error, message):
 def test_adamw_tensors_with_different_step_counts(backend):
     """A parameter that skipped steps (no grad) has its own bias correction; the fused step
     takes per-tensor corrections then, and one shared pair otherwise."""
-    params, reference = _params(device=_device(backend)), _params(device=_device(backend))
+    params, reference = _params(device=device_for(backend)), _params(device=device_for(backend))
     masks = [torch.ones(p.shape, dtype=torch.bool, device=p.device) for p in params]
     ours = MaskedAdamW(params, masks, backend=backend, **ADAMW_HYPER)
     theirs = MaskedAdamW(reference, masks, backend="torch", **ADAMW_HYPER)
@@ -330,12 +326,12 @@ def test_adamw_tensors_with_different_step_counts(backend):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_hard_mask_as_uint8_equals_the_bool_mask(backend):
-    masks = [(torch.rand(s, generator=torch.Generator().manual_seed(13)) < 0.5).to(_device(backend)) for s in SHAPES]
+    masks = [(torch.rand(s, generator=torch.Generator().manual_seed(13)) < 0.5).to(device_for(backend)) for s in SHAPES]
     runs = []
     for storage in ("dense", "uint8"):
-        params = _params(device=_device(backend))
+        params = _params(device=device_for(backend))
         optimizer = MaskedAdamW(params, masks, backend=backend, saliency_storage=storage, **ADAMW_HYPER)
         runs.append(_run(optimizer, params, _grads(params, 3)))
     for a, b in zip(*runs):

@@ -6,22 +6,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TRITON_DEVICE
+from helpers import FUSED_BACKENDS, device_for
 from wsscl_fast import MaskedAdamW, MaskedSGD, infonce_loss
 from wsscl_fast.reference import infonce_loss_ref, masked_adamw_step_ref, masked_sgd_step_ref
 from test_infonce import TOLERANCE, assert_close_scaled
 
 CASES = settings(max_examples=200, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-FUSED = ["cpp", "triton"]
 DTYPES = {"cpp": [torch.float32, torch.float64, torch.bfloat16], "triton": [torch.float32, torch.float16, torch.bfloat16]}
 
 
-def _device(backend):
-    return TRITON_DEVICE if backend == "triton" else "cpu"
-
-
-@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_infonce_matches_reference(backend):
     @CASES
     @given(n=st.integers(1, 9), m=st.integers(1, 70), d=st.integers(1, 40), dtype_index=st.integers(0, 2),
@@ -30,7 +25,7 @@ def test_infonce_matches_reference(backend):
     def check(n, m, d, dtype_index, temperature, normalize, scale, seed):
         dtype = DTYPES[backend][dtype_index]
         g = torch.Generator().manual_seed(seed)
-        inputs = [(scale * torch.randn(k, d, generator=g)).to(_device(backend), dtype).requires_grad_(True)
+        inputs = [(scale * torch.randn(k, d, generator=g)).to(device_for(backend), dtype).requires_grad_(True)
                   for k in (n, n, m)]
         exact = torch.float64 if dtype == torch.float64 else torch.float32
         reference_inputs = [x.detach().cpu().to(exact).requires_grad_(True) for x in inputs]
@@ -59,7 +54,7 @@ def _saliency(kind: str, shape, generator):
     return values
 
 
-@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_masked_steps_match_reference(backend):
     @CASES
     @given(shapes=st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=3), min_size=1, max_size=5),
@@ -69,7 +64,7 @@ def test_masked_steps_match_reference(backend):
            steps=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
     def check(shapes, mask_kind, adamw, lr, momentum, weight_decay, nesterov, beta1, beta2, steps, seed):
         g = torch.Generator().manual_seed(seed)
-        device = _device(backend)
+        device = device_for(backend)
         start = [torch.randn(s, generator=g) for s in shapes]
         saliency = [_saliency(mask_kind, s, g) for s in shapes]
         grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(steps)]

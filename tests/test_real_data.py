@@ -6,6 +6,10 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.real_data, pytest.mark.slow]
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 

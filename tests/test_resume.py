@@ -16,6 +16,8 @@ from wsscl_fast.record import weights_digest
 from wsscl_fast.runstate import RunInterrupted, RunState
 from wsscl_fast.training import train_model
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def setup():

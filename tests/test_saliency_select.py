@@ -3,17 +3,13 @@ mask and weight emission (dense, packed bits, uint8) against the reference."""
 import pytest
 import torch
 
-from conftest import TRITON_DEVICE
+from helpers import ALL_BACKENDS, FUSED_BACKENDS, device_for
 from wsscl_fast.reference import (dequantize_saliency_ref, keep_count, pack_mask_ref, quantize_saliency_ref,
                                   saliency_from_scores_ref, unpack_mask_ref)
 from wsscl_fast.saliency import saliency_from_scores
 
-BACKENDS = ["cpp", "triton"]
 MIXED_SHAPES = [(1,), (1023,), (64, 3, 3, 3), (7,), (3, 5, 7), (8193,)]
 
-
-def _device(backend):
-    return TRITON_DEVICE if backend == "triton" else "cpu"
 
 
 def _threshold(backend, scores, k):
@@ -41,29 +37,29 @@ def _score_sets():
     yield "tiny and huge", [torch.tensor([1e-38, 3e38, -0.0, 0.0, 1.401298e-45, -3e38, 7.0])]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("name,scores", list(_score_sets()), ids=[n for n, _ in _score_sets()])
 def test_threshold_equals_kthvalue_ties_included(backend, name, scores):
-    scores = [s.to(_device(backend)) for s in scores]
+    scores = [s.to(device_for(backend)) for s in scores]
     n = sum(s.numel() for s in scores)
     for k in sorted({1, 2, n // 3 + 1, n // 2, n - 1, n} & set(range(1, n + 1))):
         assert torch.equal(_threshold(backend, scores, k), _kth_largest(scores, k)), f"k={k} of n={n}"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_threshold_refuses_k_out_of_range(backend):
-    scores = [torch.rand(10).to(_device(backend))]
+    scores = [torch.rand(10).to(device_for(backend))]
     for k in (0, 11):
         with pytest.raises((ValueError, RuntimeError), match="k must lie in"):
             _threshold(backend, scores, k)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("mode,storage", [("hard", "dense"), ("hard", "bits"), ("soft", "dense"), ("soft", "uint8")])
 @pytest.mark.parametrize("ratio", [0.05, 0.5, 1.0])
 def test_emission_matches_the_reference(backend, mode, storage, ratio):
     g = torch.Generator().manual_seed(1)
-    scores = [torch.randn(s, generator=g).abs().to(_device(backend)) for s in MIXED_SHAPES]
+    scores = [torch.randn(s, generator=g).abs().to(device_for(backend)) for s in MIXED_SHAPES]
     ours = saliency_from_scores(scores, ratio, mode, backend=backend, storage=storage)
     expected = saliency_from_scores_ref([s.cpu() for s in scores], ratio, mode, storage=storage)
     for a, b in zip(ours, expected):
@@ -71,12 +67,12 @@ def test_emission_matches_the_reference(backend, mode, storage, ratio):
         assert torch.equal(a.cpu(), b)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("sharpness", [0.5, 2.0])
 def test_sharpened_soft_weights_match_within_float_rounding(backend, sharpness):
     """pow differs from torch.pow by a few ulp (the Triton kernel uses exp2/log2)."""
     g = torch.Generator().manual_seed(2)
-    scores = [torch.randn(s, generator=g).abs().to(_device(backend)) for s in MIXED_SHAPES]
+    scores = [torch.randn(s, generator=g).abs().to(device_for(backend)) for s in MIXED_SHAPES]
     ours = saliency_from_scores(scores, 0.3, "soft", sharpness, backend=backend)
     expected = saliency_from_scores_ref([s.cpu() for s in scores], 0.3, "soft", sharpness)
     for a, b in zip(ours, expected):
@@ -84,10 +80,10 @@ def test_sharpened_soft_weights_match_within_float_rounding(backend, sharpness):
         assert torch.equal(a.cpu() == 0, b == 0) and torch.equal(a.cpu() == 1, b == 1)
 
 
-@pytest.mark.parametrize("backend", BACKENDS + ["torch"])
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_hard_mask_keeps_exactly_the_top_k_without_ties(backend):
     scores = [torch.randperm(5000, generator=torch.Generator().manual_seed(3)).float().reshape(50, 100)]
-    scores = [s.to(_device(backend)) for s in scores]
+    scores = [s.to(device_for(backend)) for s in scores]
     mask = saliency_from_scores(scores, 0.1, "hard", backend=backend, storage="bits")[0]
     assert int(unpack_mask_ref(mask.cpu(), (50, 100)).sum()) == keep_count(5000, 0.1) == 500
 
@@ -106,12 +102,12 @@ def test_storage_formats_round_trip():
     assert torch.allclose(dequantize_saliency_ref(q)[2:], w[2:], atol=0.5 / 255 + 1e-7)
 
 
-@pytest.mark.parametrize("backend", BACKENDS + ["torch"])
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_bad_selection_arguments(backend):
-    scores = [torch.rand(10).to(_device(backend))]
+    scores = [torch.rand(10).to(device_for(backend))]
     with pytest.raises(ValueError, match="storage must be one of"):
         saliency_from_scores(scores, 0.5, "soft", backend=backend, storage="bits")
     with pytest.raises(ValueError, match="storage must be one of"):
         saliency_from_scores(scores, 0.5, "hard", backend=backend, storage="uint8")
     with pytest.raises(ValueError, match=r"scores\[0\] contains NaN"):
-        saliency_from_scores([torch.tensor([1.0, float("nan")]).to(_device(backend))], 0.5, backend=backend)
+        saliency_from_scores([torch.tensor([1.0, float("nan")]).to(device_for(backend))], 0.5, backend=backend)
