@@ -19,6 +19,7 @@ from .data import DATASETS, load_bundle, make_scenario, read_index_file, write_s
 from .config import TrainConfig
 from .execution import Execution
 from .metrics import evaluate_unlearning, predict_split
+from .progress import Overall
 from .methods import ALL_METHODS, UNLEARNING_METHODS
 from .recipes import apply_overrides, recipe_for
 from .record import build_record, verify_record, weights_digest, write_record
@@ -307,6 +308,7 @@ def cmd_demo(args) -> int:
     recipe = recipe_for(bundle)
     device, out = torch.device(args.device), Path(args.out)
     rows, titles = {name: [] for _, name, _ in DEMO_SCENARIOS}, {}
+    overall = Overall(args.seeds * len(DEMO_SCENARIOS), "demo", not args.quiet)
     for seed in range(args.seed, args.seed + args.seeds):
         torch.manual_seed(seed)
         model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, device, seed=seed,
@@ -317,6 +319,8 @@ def cmd_demo(args) -> int:
             seed_rows, titles[name] = run_comparison(model, bundle, recipe, spec, UNLEARNING_METHODS, seed, device,
                                                      not args.quiet, _execution(args))
             rows[name] += seed_rows
+            overall.advance(f"seed {seed}, {name}")
+    overall.close()
     for spec, name, label in DEMO_SCENARIOS:
         print(f"\n## {label} (mean ± std over {args.seeds} seed(s))")
         print(write_report(rows[name], out, name, titles[name], extra={"forget": spec, "device": str(device)}))
