@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, Subset
 from . import distributed
 from .config import TrainConfig
 from .execution import Execution
-from .methods import UNLEARNING_METHODS, MethodContext, get_method
 from .data import dataset_labels
+from .methods import UNLEARNING_METHODS, MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
 from .models import num_outputs
 from .progress import Overall
@@ -75,12 +75,11 @@ def _check_model(model: nn.Module) -> None:
                         "bf16 through autocast (Execution.fast()), so pass model.float()")
 
 
-def _check_labels(name: str, loader, model: nn.Module, device) -> None:
-    """Labels must be integer class indices within the model's outputs."""
-    example, label = loader.dataset[0]
+def _check_labels(name: str, loader, num_classes: int) -> None:
+    """Labels must be integer class indices within the model's ``num_classes`` outputs."""
+    label = loader.dataset[0][1]
     if (isinstance(label, torch.Tensor) and label.is_floating_point()) or isinstance(label, float):
         raise TypeError(f"{name}: labels must be integer class indices, got {label!r}")
-    num_classes = num_outputs(model, torch.as_tensor(example)[None].to(device))
     labels = dataset_labels(loader.dataset)
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.numel():
@@ -131,8 +130,9 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     _check_model(model)
     target = model if inplace else copy.deepcopy(model)
     execution.prepare_model(target.to(device))
+    num_classes = num_outputs(target, torch.as_tensor(forget_loader.dataset[0][0])[None].to(device))
     for name, loader in (("forget", forget_loader), ("retain", retain_loader)):
-        _check_labels(name, loader, target, device)
+        _check_labels(name, loader, num_classes)
     ctx = MethodContext(device=device, seed=seed, progress=progress and distributed.is_main(), backend=backend,
                         holdout=holdout if holdout is not None else test,
                         train_config=train_config or TrainConfig(), run_state=run_state, execution=execution)

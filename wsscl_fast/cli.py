@@ -15,12 +15,12 @@ import torch
 from . import backends, distributed
 from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
-from .data import DATASETS, load_bundle, make_scenario, read_index_file, write_sample_ids
 from .config import TrainConfig
+from .data import DATASETS, load_bundle, make_scenario, read_index_file, write_sample_ids
 from .execution import Execution
+from .methods import ALL_METHODS, UNLEARNING_METHODS
 from .metrics import evaluate_unlearning, predict_split
 from .progress import Overall
-from .methods import ALL_METHODS, UNLEARNING_METHODS
 from .recipes import apply_overrides, recipe_for
 from .record import build_record, verify_record, weights_digest, write_record
 from .runstate import RunInterrupted, RunState
@@ -97,16 +97,15 @@ def checkpoint_recipe(bundle, blob: dict):
     return recipe_for(bundle, blob["arch"], train=train)
 
 
-def _load_model(path: str, bundle, arch: str | None = None):
-    blob = load_checkpoint(path, arch)
-    recipe = checkpoint_recipe(bundle, blob)
-    model = recipe.build_model(bundle)
+def _model_from(blob: dict, bundle, path: str):
+    """The model a loaded checkpoint ``blob`` (read from ``path``) describes, for ``bundle``."""
+    model = checkpoint_recipe(bundle, blob).build_model(bundle)
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path} does not match a {blob['arch']} for {bundle.name} "
                          f"({bundle.num_classes} classes): {str(exc).splitlines()[0]}") from None
-    return model, blob
+    return model
 
 
 def _save_model(model, meta: dict, path: Path) -> None:
@@ -182,8 +181,9 @@ def cmd_unlearn(args) -> int:
     out = prepare_out(args)
     key = _key(args)
     blob = load_checkpoint(args.checkpoint, args.arch)
-    model, blob = _load_model(args.checkpoint, bundle := _bundle(args, blob), args.arch)
-    retrain_model = _load_model(args.retrain, bundle)[0] if args.retrain else None  # checked before the run
+    model = _model_from(blob, bundle := _bundle(args, blob), args.checkpoint)
+    retrain_model = (_model_from(load_checkpoint(args.retrain), bundle, args.retrain)  # checked before the run
+                     if args.retrain else None)
     scenario = make_scenario(bundle, args.forget, seed=args.seed)
     configs = apply_overrides(checkpoint_recipe(bundle, blob).method_configs, args.set, args.method,
                               used=(args.method,))
@@ -253,7 +253,7 @@ def evaluation_scenario(args, blob: dict) -> tuple[str, int]:
 
 def cmd_evaluate(args) -> int:
     blob = load_checkpoint(args.checkpoint, args.arch)
-    model, _ = _load_model(args.checkpoint, bundle := _bundle(args, blob), args.arch)
+    model = _model_from(blob, bundle := _bundle(args, blob), args.checkpoint)
     forget, seed = evaluation_scenario(args, blob)
     scenario = make_scenario(bundle, forget, seed=seed)
     print(f"forget set: {forget}, seed {seed}")
@@ -274,10 +274,10 @@ def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, 
 
 def cmd_compare(args) -> int:
     prepare_out(args)
-    meta = load_checkpoint(args.checkpoint, args.arch) if args.checkpoint else None
-    bundle = _bundle(args, meta)
+    blob = load_checkpoint(args.checkpoint, args.arch) if args.checkpoint else None
+    bundle = _bundle(args, blob)
     if args.checkpoint:
-        model, blob = _load_model(args.checkpoint, bundle, args.arch)
+        model = _model_from(blob, bundle, args.checkpoint)
         recipe = checkpoint_recipe(bundle, blob)
     else:
         recipe = recipe_for(bundle, args.arch, args.epochs)
@@ -431,8 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint was unlearned with, else random:0.1)")
     p.add_argument("--record", default=None, help="record.json of the unlearning run: reuse its forget set and seed")
     _common(p, "wsscl_out")
-    p.set_defaults(seed=None)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, seed=None)  # None: the record's or the checkpoint's seed
 
     p = _subcommand(sub, "compare")
     p.add_argument("--checkpoint", default=None, help="original model (default: train one first)")
