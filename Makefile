@@ -24,8 +24,10 @@ test: $(STAMP)
 gate: $(STAMP)  # the full ahead-of-time compile sweep (sm_80 + sm_90, no GPU); the test suite runs its quick subset
 	$(PY) -m wsscl_fast.kernels.compile_gate --out benchmarks/results/compile_gate.md
 
-bench-quality: $(STAMP)
-	$(PY) benchmarks/bench_quality_cpu.py
+bench-quality: $(STAMP)  # both scenarios, 3 seeds, with the audit (about 80 minutes on 2 cores, caches included)
+	$(PY) benchmarks/bench_quality_cpu.py --forget random:0.1 --name quality_cpu
+	$(PY) benchmarks/bench_quality_cpu.py --forget class:0 --name quality_cpu_classwise
+	$(PY) benchmarks/update_readme.py
 
 bench-cpu: $(STAMP)
 	$(PY) benchmarks/bench_infonce.py --cpu

@@ -18,17 +18,19 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import ConcatDataset, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun  # noqa: E402
 
 from wsscl_fast import unlearn  # noqa: E402
+from wsscl_fast.audit import Audit, MembershipReference, reference_halves, run_audit  # noqa: E402
 from wsscl_fast.checkpoint import atomic_save  # noqa: E402
-from wsscl_fast.data import load_cifar10_bundle, make_scenario  # noqa: E402
+from wsscl_fast.data import dataset_names, load_cifar10_bundle, make_scenario  # noqa: E402
 from wsscl_fast.methods import UNLEARNING_METHODS  # noqa: E402
 from wsscl_fast.metrics import avg_gap, evaluate_unlearning, predict_split  # noqa: E402
 from wsscl_fast.recipes import apply_overrides, recipe_for  # noqa: E402
-from wsscl_fast.report import summarize, write_report  # noqa: E402
+from wsscl_fast.report import write_report  # noqa: E402
 from wsscl_fast.training import train_model  # noqa: E402
 
 CACHE = REPO / "benchmarks" / ".cache" / "quality_cpu"
@@ -50,11 +52,30 @@ def cached_training(key: str, build, train_data, config, seed: int, desc: str):
     return model.eval(), seconds
 
 
+def membership_references(args, bundle, recipe, tag: str):
+    """The audit, with ``args.references`` reference models trained (or loaded from the cache)
+    like the original on complementary random halves of the pool = train + validation splits,
+    so that the validation samples, which no original saw, calibrate the membership test.
+    Returns (Audit, total training seconds of the references)."""
+    pool = ConcatDataset([bundle.train, bundle.validation])
+    members = reference_halves(len(pool), args.references, seed=1234)
+    models, seconds = [], 0.0
+    for r, half in enumerate(members):
+        model, took = cached_training(f"reference-{tag}-v{args.validation_size}-r{r}of{args.references}",
+                                      lambda: recipe.build_model(bundle), Subset(pool, half.nonzero().flatten().tolist()),
+                                      recipe.train, 100 + r, f"reference {r}")
+        models.append(model)
+        seconds += took
+    return Audit(references=MembershipReference(models, dataset_names(pool), members)), seconds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10))
     parser.add_argument("--train-size", type=int, default=5000)
     parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--validation-size", type=int, default=500,
+                        help="training-pool images outside the train subset: the methods' holdout (never the test set)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=30, help="training epochs of the original and Retrain")
@@ -63,11 +84,14 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE")
     parser.add_argument("--variant", action="append", default=[], metavar="METHOD:FIELD=VALUE[,FIELD=VALUE]",
                         help="an extra row: METHOD with these fields changed (an ablation)")
+    parser.add_argument("--references", type=int, default=8,
+                        help="reference models of the audit's membership test (even; 0: no audit)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default="quality_cpu")
     args = parser.parse_args(argv)
 
-    bundle = load_cifar10_bundle(args.data_root, args.train_size, args.test_size, seed=0)
+    bundle = load_cifar10_bundle(args.data_root, args.train_size, args.test_size, seed=0,
+                                 validation_size=args.validation_size)
     recipe = recipe_for(bundle, arch="small_cnn", epochs=args.epochs)
     recipe.width = args.width
     # no augmentation, small batches: the original memorises its training set (train accuracy >= 95%);
@@ -83,6 +107,7 @@ def main(argv=None) -> int:
         label = f"{method} [{changes}]"
         runs.append((label, method, apply_overrides(configs, changes.split(","), default_method=method)[method]))
     tag = f"n{args.train_size}-w{args.width}-e{args.epochs}"
+    audit, reference_seconds = membership_references(args, bundle, recipe, tag) if args.references else (None, 0.0)
     rows, originals = [], []
     for seed in args.seeds:
         original, train_seconds = cached_training(f"original-{tag}-s{seed}", lambda: recipe.build_model(bundle),
@@ -97,21 +122,28 @@ def main(argv=None) -> int:
             scenario.retain, configs["retrain"], seed, f"retrain seed {seed}")
         evaluate = lambda m: evaluate_unlearning(m, scenario.forget, scenario.retain, scenario.test,  # noqa: E731
                                                  scenario.forgotten_test)
+        audited = lambda m: run_audit(m, scenario.forget, scenario.retain, audit, scenario.holdout,  # noqa: E731
+                                      seed) if audit else {}
         reference = evaluate(retrain_model)
-        rows.append(dict(method="retrain", seed=seed, **reference, RTE=retrain_seconds, gap=0.0))
-        rows.append(dict(method="original", seed=seed, **(m := evaluate(original)), RTE=0.0, gap=avg_gap(m, reference)))
+        rows.append(dict(method="retrain", seed=seed, **reference, **audited(retrain_model), RTE=retrain_seconds,
+                         gap=0.0))
+        rows.append(dict(method="original", seed=seed, **(m := evaluate(original)), **audited(original), RTE=0.0,
+                         gap=avg_gap(m, reference)))
         for label, name, config in runs:
             result = unlearn(original, scenario.forget, scenario.retain, name, config, test=scenario.test,
-                             forgotten_test=scenario.forgotten_test, seed=seed, progress=True)
-            rows.append(dict(method=label, seed=seed, **result.metrics, RTE=result.rte,
+                             forgotten_test=scenario.forgotten_test, holdout=scenario.holdout, seed=seed,
+                             progress=True, audit=audit or False)
+            rows.append(dict(method=label, seed=seed, **result.metrics, **(result.audit or {}), RTE=result.rte,
                              gap=avg_gap(result.metrics, reference), timings=result.timings, info=result.info))
             print(f"  {label:10s} gap {rows[-1]['gap']:.2f}  " + "  ".join(f"{k} {result.metrics[k]:.1f}"
                                                                          for k in ("UA", "RA", "TA", "MIA")))
-    verdict = wsscl_vs_salun(summarize(rows))
+    verdict = wsscl_vs_salun(rows)
     title = (f"CIFAR-10 subset ({args.train_size} train), small CNN width {args.width}: forgetting {args.forget}, "
              f"seeds {args.seeds}")
     table = write_report(rows, args.out, args.name, title, extra=dict(
         environment=environment(), originals=originals, verdict=verdict, args=vars(args),
+        audit_cost=dict(reference_models=args.references, reference_training_seconds=reference_seconds,
+                        seconds_per_audited_model=sum(r.get("audit_seconds", 0) for r in rows) / len(rows)),
         configs={label: config.to_dict() for label, _, config in [("retrain", "retrain", configs["retrain"]), *runs]}))
     print(table)
     print_verdict(verdict)

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun  # noqa: E402
 
 from wsscl_fast import Execution, compare, unlearn  # noqa: E402
-from wsscl_fast.data import load_cifar10_bundle, make_scenario  # noqa: E402
+from wsscl_fast.data import DEFAULT_VALIDATION_SIZE, load_cifar10_bundle, make_scenario  # noqa: E402
 from wsscl_fast.metrics import predict_split  # noqa: E402
 from wsscl_fast.recipes import apply_overrides, recipe_for  # noqa: E402
-from wsscl_fast.report import summarize, write_report  # noqa: E402
+from wsscl_fast.report import write_report  # noqa: E402
 from wsscl_fast.training import train_model  # noqa: E402
 
 
@@ -108,7 +108,8 @@ def main(argv=None) -> int:
         return 2
     small = dict(train_size=600, test_size=200) if args.smoke else dict(train_size=None, test_size=None)
     bundle = load_cifar10_bundle(args.data_root, seed=0, train_size=args.train_size or small["train_size"],
-                                 test_size=args.test_size or small["test_size"])
+                                 test_size=args.test_size or small["test_size"],
+                                 validation_size=100 if args.smoke else DEFAULT_VALIDATION_SIZE)
     recipe = recipe_for(bundle, arch="small_cnn" if args.smoke else "resnet18", epochs=1 if args.smoke else args.epochs)
     smoke_epochs = ["ft.epochs=1", "rl.epochs=1", "salun.epochs=1", "wsscl.forget_epochs=1", "wsscl.finetune_epochs=1"]
     if args.smoke:
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
                         seed=seed, execution=fast)
         if "wsscl" in methods:
             reference = unlearn(original, scenario.forget, scenario.retain, "wsscl", configs["wsscl"], device=device,
-                                seed=seed, backend="torch", execution=Execution.reference(), holdout=scenario.test)
+                                seed=seed, backend="torch", execution=Execution.reference(), holdout=scenario.holdout)
             fast_rte = next(r["RTE"] for r in rows[::-1] if r["method"] == "wsscl")
             wsscl_paths.append(dict(seed=seed, reference_s=reference.rte, fast_s=fast_rte,
                                     speedup=reference.rte / fast_rte))
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
 
     throughput = throughput_table(lambda: recipe.build_model(bundle), device, 256 if not args.smoke else 32,
                                   100 if not args.smoke else 3)
-    verdict = wsscl_vs_salun(summarize(rows))
+    verdict = wsscl_vs_salun(rows)
     title = (f"{bundle.name} ({len(bundle.train)} train), {recipe.arch}, {recipe.train.epochs} epochs: "
              f"forgetting {args.forget}, seeds {args.seeds}, fast path")
     table = write_report(rows, args.out, name, title, extra=dict(

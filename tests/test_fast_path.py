@@ -82,12 +82,13 @@ def test_fast_wsscl_step_matches_the_reference_step(digits, trained_digits_model
     views are."""
     scenario = make_scenario(digits, "random:0.1", seed=0)
     config = WSSCLConfig(forget_epochs=1, finetune_epochs=1, batch_size=len(scenario.retain),
-                         forget_batch_size=len(scenario.forget), aug_pad=0, aug_flip=False, view_flip=False)
+                         forget_batch_size=len(scenario.forget), finetune_forget_batch_size=len(scenario.forget),
+                         aug_pad=0, aug_flip=False, view_flip=False)
     start = copy.deepcopy(trained_digits_model).to(device)
     runs = {}
     for name, how in (("reference", reference), ("fast", execution)):
         result = unlearn(start, scenario.forget, scenario.retain, "wsscl", config, device=device, progress=False,
-                         backend="torch", execution=how, holdout=digits.test)
+                         backend="torch", execution=how, holdout=digits.validation)
         assert result.info["execution"] == how.to_dict()
         runs[name] = _update(start, result.model.to(memory_format=torch.contiguous_format))
     error = (runs["fast"] - runs["reference"]).norm() / runs["reference"].norm()

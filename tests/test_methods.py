@@ -51,10 +51,41 @@ def test_method_forgets(method, trained_digits_model, classwise, original_metric
 
 def test_wsscl_stages_and_auto_bound(trained_digits_model, classwise, tiny_recipe):
     result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl",
-                     _short_config("wsscl", tiny_recipe), test=classwise.test, progress=False)
+                     _short_config("wsscl", tiny_recipe), test=classwise.test, holdout=classwise.holdout,
+                     progress=False)
     assert set(result.timings) == {"saliency", "forget", "contrastive"}
+    assert result.info["kl_bound_source"] == "holdout"
     assert result.info["removed_class_samples"] == len(classwise.forget)
     assert result.info["kl_bound_removed_class_mean"] > result.info["kl_bound_seen_class_mean"] > 0
+
+
+def test_wsscl_without_a_holdout_uses_the_fallback_rule(trained_digits_model, classwise, tiny_recipe, digits):
+    from wsscl_fast.methods import MethodContext
+    from wsscl_fast.methods.wsscl import kl_bounds
+    from wsscl_fast.data import to_tensors
+
+    config = _short_config("wsscl", tiny_recipe)
+    result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl", config,
+                     test=classwise.test, progress=False)
+    assert result.info["kl_bound_source"] == "fallback" and "kl_bound_seen_class_mean" not in result.info
+    assert result.info["kl_bound_removed_class_mean"] > 0  # a removed class: wrong-label losses of retain samples
+    random_forget = make_scenario(digits, "random:0.1")  # every class remains: all samples get kl_bound_fallback
+    images, labels = to_tensors(random_forget.forget)
+    retain = DataLoader(random_forget.retain, batch_size=64)
+    bounds = kl_bounds(trained_digits_model, images, labels, retain, config, MethodContext(device=torch.device("cpu")))
+    assert torch.equal(bounds, torch.full_like(bounds, config.kl_bound_fallback))
+
+
+@pytest.mark.parametrize("method", ["wsscl", "salun"])
+def test_the_test_set_never_shapes_the_weights(method, trained_digits_model, classwise, tiny_recipe):
+    """test is for metrics only: replacing it by noise changes no weight."""
+    images = torch.stack([classwise.test[i][0] for i in range(len(classwise.test))])
+    noise = torch.utils.data.TensorDataset(torch.randn_like(images) * 3, torch.randint(0, 10, (len(images),)))
+    models = [unlearn(trained_digits_model, classwise.forget, classwise.retain, method,
+                      _short_config(method, tiny_recipe), test=test, forgotten_test=forgotten,
+                      holdout=classwise.holdout, progress=False).model.state_dict()
+              for test, forgotten in ((classwise.test, classwise.forgotten_test), (noise, noise))]
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 
 
 def test_salun_freezes_unsalient_weights_exactly(trained_digits_model, classwise, tiny_recipe):

@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written, and its result tables are the results files'."""
 import re
 from pathlib import Path
 
@@ -15,3 +15,15 @@ def test_readme_has_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index):
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {})
+
+
+def test_readme_result_tables_match_the_results_files():
+    """Every `<!-- table: benchmarks/results/NAME.md -->` block is that file's table."""
+    import subprocess
+    import sys
+
+    script = README.parent / "benchmarks" / "update_readme.py"
+    text = README.read_text()
+    assert "<!-- table: " in text, "the README quotes no result tables"
+    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import distributed
+from .audit import Audit, run_audit
 from .config import TrainConfig
 from .execution import Execution
 from .data import dataset_labels
@@ -30,6 +31,7 @@ class UnlearnResult:
     timings: dict  #: seconds per stage
     metrics: dict | None = None  #: UA, RA, TA, MIA (and forgotten_class_TA), when test data is given
     info: dict = field(default_factory=dict)
+    audit: dict | None = None  #: relearning, linear-probe and membership results, with ``audit=`` (audit.py)
 
 
 def _loader(name: str, data, batch_size: int, seed: int, device):
@@ -90,19 +92,23 @@ def _check_labels(name: str, loader, num_classes: int) -> None:
 def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, test=None,
             forgotten_test=None, holdout=None, train_config: TrainConfig | None = None, device=None,
             seed: int = 0, inplace: bool = False, progress: bool = True, backend: str | None = None,
-            run_state=None, execution: Execution | None = None) -> UnlearnResult:
+            run_state=None, execution: Execution | None = None, audit: Audit | bool = False) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model``, keeping ``retain``.
 
     ``forget`` and ``retain`` are Datasets or DataLoaders of (image, label) with the eval
     transform applied; augmentation is done on batches by the method (``config.aug_*``).
     ``config`` is the method's config (``WSSCLConfig`` for ``"wsscl"``, ``BaselineConfig``
     for ft/ga/rl/salun/l1_sparse, ``TrainConfig`` for retrain); None takes the defaults.
-    With ``test`` the result carries UA/RA/TA/MIA; ``holdout`` (default: ``test``) is the
-    unseen data that WSS-CL's ``kl_bound="auto"`` calibrates on. The caller's model is
+    With ``test`` the result carries UA/RA/TA/MIA; ``test`` is used for nothing else.
+    ``holdout`` is unseen data that the method may calibrate on (WSS-CL's ``kl_bound="auto"``):
+    a validation split that the original model did not train on, never the test set. Without
+    it WSS-CL uses its fixed fallback bounds (``WSSCLConfig.kl_bound``). The caller's model is
     copied unless ``inplace=True``. ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`)
     checkpoints at epoch boundaries and resumes a run that was stopped. ``execution``
     (:class:`~wsscl_fast.execution.Execution`) picks the reference or the fast path; the
     default is the fast path on CUDA (on-device data, bf16 autocast) and the reference on CPU.
+    ``audit`` (True or an :class:`~wsscl_fast.audit.Audit`) adds the relearning attack, the
+    linear probe and, with reference models, the membership test to the result (``result.audit``).
 
     Under ``torchrun`` (a process group initialised, e.g. by ``distributed.init_from_env``),
     Datasets are sharded over the ranks (each global batch split between them), the model is
@@ -134,7 +140,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     for name, loader in (("forget", forget_loader), ("retain", retain_loader)):
         _check_labels(name, loader, num_classes)
     ctx = MethodContext(device=device, seed=seed, progress=progress and distributed.is_main(), backend=backend,
-                        holdout=holdout if holdout is not None else test,
+                        holdout=holdout,
                         train_config=train_config or TrainConfig(), run_state=run_state, execution=execution)
     ctx.info["execution"] = execution.to_dict()
     if run_state is not None:
@@ -150,32 +156,42 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     metrics = None
     if test is not None:
         metrics = evaluate_unlearning(target, forget_loader.dataset, retain_loader.dataset, test, forgotten_test, device)
-    return UnlearnResult(target, method, config, rte, dict(ctx.timings), metrics, dict(ctx.info))
+    audited = None
+    if audit:
+        audited = run_audit(target, forget_loader.dataset, retain_loader.dataset, Audit() if audit is True else audit,
+                            holdout, seed, device, getattr(config, "head_module", None))
+    return UnlearnResult(target, method, config, rte, dict(ctx.timings), metrics, dict(ctx.info), audited)
 
 
 def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None,
             *, train_config: TrainConfig | None = None, device=None, seed: int = 0, progress: bool = True,
-            backend: str | None = None, execution: Execution | None = None) -> list[dict]:
+            backend: str | None = None, execution: Execution | None = None, audit: Audit | bool = False) -> list[dict]:
     """Run Retrain and ``methods`` on one :class:`~wsscl_fast.data.ForgetScenario`.
 
+    Methods calibrate on ``scenario.holdout`` (the bundle's validation split), never on its test set.
     Returns one row per method (the original model and Retrain first) with UA, RA, TA, MIA,
-    Avg. Gap to Retrain and RTE. ``configs`` maps method name to its config.
+    Avg. Gap to Retrain and RTE. ``configs`` maps method name to its config. With ``audit``,
+    every row (the original's too) also carries the audit's results.
     """
     configs = dict(configs or {})
     configs.setdefault("retrain", train_config or TrainConfig())
-    common = dict(test=scenario.test, forgotten_test=scenario.forgotten_test, device=device, seed=seed,
-                  progress=progress, backend=backend, train_config=train_config, execution=execution)
+    common = dict(test=scenario.test, forgotten_test=scenario.forgotten_test, holdout=scenario.holdout,
+                  device=device, seed=seed, progress=progress, backend=backend, train_config=train_config, execution=execution,
+                  audit=audit)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     original = evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test, device)
     rows = [dict(method="original", seed=seed, **original, RTE=0.0, timings={}, config={})]
+    if audit:
+        rows[0].update(run_audit(model, scenario.forget, scenario.retain, Audit() if audit is True else audit,
+                                 scenario.holdout, seed, device))
     reference = None
     names = ("retrain", *[m for m in methods if m != "retrain"])
     overall = Overall(len(names), f"compare ({scenario.name})", progress and distributed.is_main())
     for name in names:
         result = unlearn(model, scenario.forget, scenario.retain, name, configs.get(name), **common)
         reference = reference or result.metrics
-        rows.append(dict(method=name, seed=seed, **result.metrics, RTE=result.rte, timings=result.timings,
-                         config=result.config.to_dict(), info=result.info))
+        rows.append(dict(method=name, seed=seed, **result.metrics, **(result.audit or {}), RTE=result.rte,
+                         timings=result.timings, config=result.config.to_dict(), info=result.info))
         overall.advance(name)
     overall.close()
     for row in rows:

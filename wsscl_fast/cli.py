@@ -16,7 +16,7 @@ from . import backends, distributed
 from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
 from .config import TrainConfig
-from .data import DATASETS, load_bundle, make_scenario, read_index_file, write_sample_ids
+from .data import DATASETS, DEFAULT_VALIDATION_SIZE, load_bundle, make_scenario, read_index_file, write_sample_ids
 from .execution import Execution
 from .methods import ALL_METHODS, UNLEARNING_METHODS
 from .metrics import evaluate_unlearning, predict_split
@@ -29,15 +29,21 @@ from .training import train_model
 
 
 # ----------------------------------------------------------------------------- helpers
-def positive_int(text: str) -> int:
+def positive_int(text: str, least: int = 1) -> int:
     """argparse type: an integer >= 1 (0 and negative counts are refused, never reinterpreted)."""
+    expected = "a positive integer" if least == 1 else f"an integer >= {least}"
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return positive_int(text, least=0)
 
 
 def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
@@ -73,6 +79,10 @@ def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if it is missing")
     parser.add_argument("--train-size", type=positive_int, default=None, help="seeded subset of the training split")
     parser.add_argument("--test-size", type=positive_int, default=None, help="seeded subset of the test split")
+    parser.add_argument("--validation-size", type=nonnegative_int, default=None,
+                        help="CIFAR-10/Fashion-MNIST: training-pool images kept out of training, on which methods "
+                             "calibrate (WSS-CL's KL bounds); the test split is only measured (default: "
+                             f"{DEFAULT_VALIDATION_SIZE}, or the checkpoint's; digits keeps 10%%)")
 
 
 def _forget_args(parser: argparse.ArgumentParser) -> None:
@@ -85,9 +95,12 @@ def _forget_args(parser: argparse.ArgumentParser) -> None:
 def _bundle(args, meta: dict | None = None):
     meta = meta or {}
     name = args.data or meta.get("data", "digits")
+    # a checkpoint from before validation splits existed may have trained on any image: none is held out
+    validation = args.validation_size if args.validation_size is not None else \
+        meta.get("validation_size", 0 if meta else None)
     return load_bundle(name, args.data_root or meta.get("data_root"), args.train_size or meta.get("train_size"),
                        args.test_size or meta.get("test_size"), seed=meta.get("data_seed", args.seed),
-                       download=args.download)
+                       download=args.download, validation_size=validation)
 
 
 def checkpoint_recipe(bundle, blob: dict):
@@ -165,7 +178,8 @@ def cmd_train(args) -> int:
                     progress=not args.quiet, run_state=run_state, execution=_execution(args))
     train_acc, test_acc = predict_split(model, bundle.train).accuracy, predict_split(model, bundle.test).accuracy
     meta = dict(arch=recipe.arch, data=bundle.name, data_root=args.data_root, train_size=args.train_size,
-                test_size=args.test_size, data_seed=args.seed, train_accuracy=train_acc, test_accuracy=test_acc,
+                test_size=args.test_size, validation_size=len(bundle.validation or ()), data_seed=args.seed,
+                train_accuracy=train_acc, test_accuracy=test_acc,
                 train_config=recipe.train.to_dict())
     path = Path(args.out) / "model.pt"
     if not distributed.is_main():
@@ -195,15 +209,16 @@ def cmd_unlearn(args) -> int:
                            config=configs[args.method].to_dict(), original=original_digest)
     with run_state.stop_on_signals():
         result = unlearn(model, scenario.forget, scenario.retain, args.method, configs[args.method],
-                         test=scenario.test, forgotten_test=scenario.forgotten_test, device=args.device, seed=args.seed,
+                         test=scenario.test, forgotten_test=scenario.forgotten_test, holdout=scenario.holdout,
+                         device=args.device, seed=args.seed,
                          progress=not args.quiet, backend=args.backend, run_state=run_state,
-                         execution=_execution(args))
+                         execution=_execution(args), audit=args.audit)
     if not distributed.is_main():  # every rank holds the same result; rank 0 writes it
         return 0
     _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"}
                 | {"unlearned_by": args.method, "forget": args.forget, "forget_seed": args.seed}, target)
     summary = dict(method=args.method, forget=args.forget, seed=args.seed, rte=result.rte, timings=result.timings,
-                   metrics=result.metrics, config=result.config.to_dict(), info=result.info)
+                   metrics=result.metrics, audit=result.audit, config=result.config.to_dict(), info=result.info)
     atomic_write_bytes(json.dumps(summary, indent=2).encode(), out / "unlearn.json")
     retrain_metrics = None
     if retrain_model is not None:
@@ -216,6 +231,8 @@ def cmd_unlearn(args) -> int:
     run_state.finish()
     print(f"{args.method} on {scenario.name}: RTE {result.rte:.2f}s -> {target} (record: {out / 'record.json'})")
     _print_metrics(result.metrics)
+    if result.audit:
+        _print_metrics({k: v for k, v in result.audit.items() if k != "lira_scores"})
     return 0
 
 
@@ -263,11 +280,11 @@ def cmd_evaluate(args) -> int:
 
 
 def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, device, progress: bool,
-                   execution: Execution | None = None) -> tuple[list[dict], str]:
+                   execution: Execution | None = None, audit: bool = False) -> tuple[list[dict], str]:
     """(rows of :func:`~wsscl_fast.api.compare`, report title) for one forget spec and seed."""
     scenario = make_scenario(bundle, forget_spec, seed=seed)
     rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, device=device,
-                   seed=seed, progress=progress, execution=execution)
+                   seed=seed, progress=progress, execution=execution, audit=audit)
     return rows, (f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} "
                   f"({len(scenario.forget)} of {len(bundle.train)} samples)")
 
@@ -288,7 +305,7 @@ def cmd_compare(args) -> int:
     recipe.method_configs = apply_overrides(recipe.method_configs, args.set, used=("retrain", *methods))
     model.to(args.device)
     rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
-                                 not args.quiet, _execution(args))
+                                 not args.quiet, _execution(args), args.audit)
     if distributed.is_main():
         print(write_report(rows, Path(args.out), "compare", title,
                            extra={"forget": args.forget, "device": str(args.device)}))
@@ -411,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", default=None, help="sign record.json with HMAC-SHA256 under this secret key")
     p.add_argument("--backend", choices=backends.BACKENDS, default=None,
                    help="op backend (default: WSSCL_BACKEND, else by device)")
+    p.add_argument("--audit", action="store_true",
+                   help="also run the relearning attack and the linear probe (docs/audit.md)")
     _resume_arg(p)
     _common(p, "wsscl_out/unlearned")
     p.set_defaults(func=cmd_unlearn)
@@ -443,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=",".join(UNLEARNING_METHODS), help="comma-separated (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                    help="override a field of one method's config (repeatable). " + _config_fields_help())
+    p.add_argument("--audit", action="store_true",
+                   help="also run the relearning attack and the linear probe (docs/audit.md)")
     _common(p, "wsscl_out/compare")
     p.set_defaults(func=cmd_compare)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from .checkpoint import atomic_save, atomic_write_bytes
 
@@ -56,13 +56,16 @@ class ImageTensorDataset(Dataset):
 
 @dataclass
 class DataBundle:
-    """A train and a test split of one dataset, and how to augment it."""
+    """A train and a test split of one dataset, how to augment it, and optionally a validation
+    split: images of the training pool that the original model does not train on, which methods
+    may calibrate on (the test split is for metrics only)."""
 
     name: str
     train: ImageTensorDataset
     test: ImageTensorDataset
     aug_pad: int
     aug_flip: bool
+    validation: ImageTensorDataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -79,8 +82,9 @@ def _channel_stats(images: torch.Tensor):
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
 
-def load_digits_bundle(seed: int = 0, test_fraction: float = 0.2) -> DataBundle:
-    """scikit-learn's embedded 8x8 digits (1,797 images), split train/test by class, seeded."""
+def load_digits_bundle(seed: int = 0, test_fraction: float = 0.2, validation_fraction: float = 0.1) -> DataBundle:
+    """scikit-learn's embedded 8x8 digits (1,797 images), split train/validation/test by class,
+    seeded; the fractions are of the whole set."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -90,12 +94,18 @@ def load_digits_bundle(seed: int = 0, test_fraction: float = 0.2) -> DataBundle:
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, random_state=seed, stratify=digits.target
     )
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    validation_idx = np.array([], dtype=np.int64)
+    if validation_fraction > 0:
+        train_idx, validation_idx = train_test_split(
+            train_idx, test_size=validation_fraction / (1 - test_fraction), random_state=seed,
+            stratify=digits.target[train_idx])
+    train_idx, validation_idx, test_idx = np.sort(train_idx), np.sort(validation_idx), np.sort(test_idx)
     mean, std = _channel_stats(images[train_idx])
     classes = tuple(str(d) for d in range(10))
     make = lambda idx: ImageTensorDataset(images[idx], labels[idx], mean, std, classes,  # noqa: E731
                                           names=[f"digits:{i}" for i in idx])
-    return DataBundle("digits", make(train_idx), make(test_idx), aug_pad=1, aug_flip=False)
+    return DataBundle("digits", make(train_idx), make(test_idx), aug_pad=1, aug_flip=False,
+                      validation=make(validation_idx) if len(validation_idx) else None)
 
 
 def _decode_image_files(source: Path, named_bytes, classes) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -256,11 +266,28 @@ def _seeded_subset(images, labels, names, count: int | None, seed: int):
     return images[idx], labels[idx], [names[i] for i in idx.tolist()]
 
 
+def _seeded_train_validation(images, labels, names, train_size: int | None, validation_size: int, seed: int):
+    """A seeded train subset and, from the rest of the pool, a disjoint validation subset.
+    The train rows are those of :func:`_seeded_subset` with the same seed (the first
+    ``train_size`` of one permutation); validation takes the next ``validation_size``."""
+    n = len(labels)
+    if not 0 <= validation_size < n:
+        raise ValueError(f"validation_size must be in [0, {n}) (the training images), got {validation_size}")
+    train_size = min(n if train_size is None else train_size, n - validation_size)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    if train_size == n:
+        order = torch.arange(n)
+    pick = lambda idx: (images[idx], labels[idx], [names[i] for i in idx.tolist()])  # noqa: E731
+    return (pick(order[:train_size].sort().values),
+            pick(order[train_size:train_size + validation_size].sort().values) if validation_size else None)
+
+
 def load_cifar10_bundle(root: str | os.PathLike, train_size: int | None = None, test_size: int | None = None,
-                        seed: int = 0, download: bool = False) -> DataBundle:
+                        seed: int = 0, download: bool = False, validation_size: int = 0) -> DataBundle:
     """CIFAR-10 from ``root`` holding train.zip/test.zip, train/ and test/ ImageFolders, or
-    torchvision's cifar-10-batches-py; optional seeded subsets of each split. ``download``
-    fetches torchvision's copy into ``root`` when none of these is there."""
+    torchvision's cifar-10-batches-py; optional seeded subsets of each split, and
+    ``validation_size`` images of the training pool outside the train subset as the validation
+    split. ``download`` fetches torchvision's copy into ``root`` when none of these is there."""
     root = Path(root)
     if download and not any((root / p).exists() for p in ("train.zip", "train", "cifar-10-batches-py", "test_batch")):
         root.mkdir(parents=True, exist_ok=True)
@@ -269,11 +296,12 @@ def load_cifar10_bundle(root: str | os.PathLike, train_size: int | None = None, 
         raise FileNotFoundError(f"CIFAR-10 root {root} does not exist (download=True / --download fetches it)")
     classes, train = _cifar_split(root, "train")
     _, test = _cifar_split(root, "test")
-    train_x, train_y, train_names = _seeded_subset(*train, train_size, seed)
-    test_x, test_y, test_names = _seeded_subset(*test, test_size, seed + 1)
+    train_split, validation_split = _seeded_train_validation(*train, train_size, validation_size, seed)
+    test_split = _seeded_subset(*test, test_size, seed + 1)
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-    return DataBundle("cifar10", ImageTensorDataset(train_x, train_y, mean, std, classes, train_names),
-                      ImageTensorDataset(test_x, test_y, mean, std, classes, test_names), aug_pad=4, aug_flip=True)
+    make = lambda xyn: ImageTensorDataset(*xyn[:2], mean, std, classes, xyn[2])  # noqa: E731
+    return DataBundle("cifar10", make(train_split), make(test_split), aug_pad=4, aug_flip=True,
+                      validation=make(validation_split) if validation_split else None)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -295,18 +323,21 @@ def _find_idx(root: Path, stem: str) -> Path:
 
 
 def load_fashion_mnist_bundle(root: str | os.PathLike = FASHION_MNIST_ROOT, train_size: int | None = None,
-                              test_size: int | None = None, seed: int = 0) -> DataBundle:
-    """Fashion-MNIST from IDX files (Debian's ``dataset-fashion-mnist``)."""
+                              test_size: int | None = None, seed: int = 0, validation_size: int = 0) -> DataBundle:
+    """Fashion-MNIST from IDX files (Debian's ``dataset-fashion-mnist``); the validation split
+    is ``validation_size`` training images outside the train subset."""
     root = Path(root)
     split = {}
     for name, prefix in (("train", "train"), ("test", "t10k")):
         images = torch.from_numpy(_read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte")).copy())[:, None]
         labels = torch.from_numpy(_read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte")).copy()).long()
-        names = [f"{prefix}:{i}" for i in range(len(labels))]
-        split[name] = _seeded_subset(images, labels, names, train_size if name == "train" else test_size, seed)
+        split[name] = (images, labels, [f"{prefix}:{i}" for i in range(len(labels))])
+    train, validation = _seeded_train_validation(*split["train"], train_size, validation_size, seed)
+    test = _seeded_subset(*split["test"], test_size, seed)
     classes = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
     make = lambda xyn: ImageTensorDataset(*xyn[:2], (0.2860,), (0.3530,), classes, xyn[2])  # noqa: E731
-    return DataBundle("fashion-mnist", make(split["train"]), make(split["test"]), aug_pad=2, aug_flip=True)
+    return DataBundle("fashion-mnist", make(train), make(test), aug_pad=2, aug_flip=True,
+                      validation=make(validation) if validation else None)
 
 
 def default_data_root(name: str) -> Path:
@@ -315,16 +346,24 @@ def default_data_root(name: str) -> Path:
     return Path(os.environ.get("WSSCL_DATA", Path.home() / ".cache" / "wsscl_fast" / "data")) / name
 
 
+DEFAULT_VALIDATION_SIZE = 1000  #: CIFAR-10 and Fashion-MNIST: training-pool images kept out of training
+
+
 def load_bundle(name: str, root: str | None = None, train_size: int | None = None, test_size: int | None = None,
-                seed: int = 0, download: bool = False) -> DataBundle:
-    """Load ``digits`` (embedded), ``cifar10`` (``root``, else :func:`default_data_root`;
-    ``download`` fetches torchvision's copy there) or ``fashion-mnist``."""
+                seed: int = 0, download: bool = False, validation_size: int | None = None) -> DataBundle:
+    """Load ``digits`` (embedded; 10% validation), ``cifar10`` (``root``, else
+    :func:`default_data_root`; ``download`` fetches torchvision's copy there) or
+    ``fashion-mnist``, with ``validation_size`` (default :data:`DEFAULT_VALIDATION_SIZE`)
+    training-pool images outside the train split as the validation split."""
+    if validation_size is None:
+        validation_size = DEFAULT_VALIDATION_SIZE
     if name == "digits":
         return load_digits_bundle(seed)
     if name == "cifar10":
-        return load_cifar10_bundle(root or default_data_root("cifar10"), train_size, test_size, seed, download)
+        return load_cifar10_bundle(root or default_data_root("cifar10"), train_size, test_size, seed, download,
+                                   validation_size)
     if name == "fashion-mnist":
-        return load_fashion_mnist_bundle(root or FASHION_MNIST_ROOT, train_size, test_size, seed)
+        return load_fashion_mnist_bundle(root or FASHION_MNIST_ROOT, train_size, test_size, seed, validation_size)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
@@ -395,6 +434,7 @@ class ForgetScenario:
     test: Dataset  #: TA is measured here (for class-wise forgetting: the remaining classes)
     forgotten_test: Dataset | None  #: class-wise only: the test samples of the forgotten class
     forget_indices: torch.Tensor
+    holdout: Dataset | None = None  #: the bundle's validation split: unseen data a method may calibrate on
 
 
 def _number(spec: str, text: str, kind, expected: str):
@@ -417,7 +457,7 @@ def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenari
         return ForgetScenario(
             f"class {bundle.train.classes[cls]}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
             Subset(bundle.test, (test_labels != cls).nonzero().flatten().tolist()),
-            Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget,
+            Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget, bundle.validation,
         )
     elif kind == "indices":
         ids = read_index_file(Path(value), bundle.train.names)
@@ -425,7 +465,7 @@ def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenari
     else:
         raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")
     return ForgetScenario(f"{kind} {value}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
-                          bundle.test, None, forget)
+                          bundle.test, None, forget, bundle.validation)
 
 
 # ----------------------------------------------------------------------------- batches
@@ -488,3 +528,15 @@ def dataset_labels(data) -> torch.Tensor:
         if isinstance(getattr(dataset, attribute, None), (torch.Tensor, list, np.ndarray)):
             return torch.as_tensor(getattr(dataset, attribute)).long()
     return to_tensors(dataset)[1]
+
+
+def dataset_names(data) -> tuple:
+    """The samples' own ids (``ImageTensorDataset.names``) of a Dataset or DataLoader, through
+    Subsets and ConcatDatasets; positions as strings for datasets without names."""
+    dataset = data if isinstance(data, Dataset) else data.dataset
+    if isinstance(dataset, Subset):
+        names = dataset_names(dataset.dataset)
+        return tuple(names[i] for i in dataset.indices)
+    if isinstance(dataset, ConcatDataset):
+        return tuple(name for part in dataset.datasets for name in dataset_names(part))
+    return tuple(getattr(dataset, "names", None) or (str(i) for i in range(len(dataset))))

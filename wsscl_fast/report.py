@@ -1,4 +1,5 @@
-"""Comparison reports: a Markdown table, a JSON file and a PNG of the gaps to Retrain."""
+"""Comparison reports: Markdown tables, a JSON file, a PNG of the gaps to Retrain and, with
+the audit's membership test, a PNG of the per-sample scores."""
 from __future__ import annotations
 
 import json
@@ -9,14 +10,27 @@ import numpy as np
 from .checkpoint import atomic_write_bytes
 
 COLUMNS = ("UA", "RA", "TA", "MIA", "gap", "RTE")
+AUDIT_COLUMNS = ("relearn_retain_FA", "relearn_k_FA", "probe_FA", "lira_tpr@0.01", "lira_tpr@0.001")
 HEADERS = {"UA": "UA", "RA": "RA", "TA": "TA", "MIA": "MIA-eff.", "gap": "Avg. Gap", "RTE": "RTE (s)",
-           "forgotten_class_TA": "forgotten-class TA"}
+           "forgotten_class_TA": "forgotten-class TA", "relearn_retain_FA": "FA after retain relearning",
+           "relearn_k_FA": "FA after k-shot relearning", "probe_FA": "linear-probe FA",
+           "lira_tpr@0.01": "LiRA TPR @ 1% FPR", "lira_tpr@0.001": "LiRA TPR @ 0.1% FPR"}
+
+
+def _save(fig, path: Path) -> None:
+    """Write a matplotlib figure atomically (a temporary file, then a rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean and std over seeds of every metric, one entry per method (first-seen order)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    keys = [k for k in (*COLUMNS, "forgotten_class_TA") if k in rows[0]]
+    keys = [k for k in (*COLUMNS, "forgotten_class_TA", *AUDIT_COLUMNS) if k in rows[0]]
     summary = []
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
@@ -29,8 +43,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def markdown_table(summary: list[dict]) -> str:
-    keys = [k for k in ("UA", "RA", "TA", "MIA", "forgotten_class_TA", "gap", "RTE") if k in summary[0]]
+def markdown_table(summary: list[dict], columns=("UA", "RA", "TA", "MIA", "forgotten_class_TA", "gap", "RTE")) -> str:
+    """mean ± std per method of ``columns`` (those the summary has)."""
+    keys = [k for k in columns if k in summary[0]]
     lines = ["| method | " + " | ".join(HEADERS[k] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for entry in summary:
         cells = []
@@ -42,9 +57,10 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def gap_chart(summary: list[dict], path: Path, title: str) -> None:
+def gap_chart(summary: list[dict], path: Path, title: str, rows: list[dict] | None = None) -> None:
     """Left: each method's distance to Retrain per metric, |metric - Retrain's| (0 is
-    Retrain's behaviour). Right: Avg. Gap against run time, the trade-off users choose by."""
+    Retrain's behaviour). Right: Avg. Gap against run time, the trade-off users choose by:
+    one small dot per seed (from ``rows``) and a large marker at each method's mean."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,8 +77,11 @@ def gap_chart(summary: list[dict], path: Path, title: str) -> None:
         left.bar(x + i * width - 0.4 + width / 2, gaps, width, yerr=[entry[m + "_std"] for m in metrics],
                  label=entry["method"], color=f"C{i}")
         if entry["method"] != "original":
-            right.errorbar(max(entry["RTE"], 1e-3), entry["gap"], xerr=entry["RTE_std"], yerr=entry["gap_std"],
-                           fmt="o", color=f"C{i}")
+            seeds = [r for r in rows or () if r["method"] == entry["method"]]
+            right.scatter([max(r["RTE"], 1e-3) for r in seeds], [r["gap"] for r in seeds], s=9, alpha=0.5,
+                          color=f"C{i}")
+            right.scatter(max(entry["RTE"], 1e-3), entry["gap"], s=60, marker="D", color=f"C{i}",
+                          edgecolor="black", linewidth=0.5)
             right.annotate(entry["method"], (max(entry["RTE"], 1e-3), entry["gap"]), fontsize=7,
                            xytext=(3, 3), textcoords="offset points")
     left.set_xticks(x, ["UA", "RA", "TA", "MIA-eff."])
@@ -75,12 +94,34 @@ def gap_chart(summary: list[dict], path: Path, title: str) -> None:
         right.axvline(max(retrain["RTE"], 1e-3), color="black", alpha=0.3, linestyle="--")
         right.annotate("retrain", (max(retrain["RTE"], 1e-3), 0), fontsize=7, alpha=0.6)
     right.set_ylim(bottom=0)
+    right.set_title("dots: seeds, diamonds: means", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    _save(fig, path)
+
+
+def membership_chart(rows: list[dict], path: Path, title: str) -> None:
+    """Per method, the distribution of the forget samples' LiRA scores (all seeds pooled):
+    Retrain's is what never having seen them looks like."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows if "lira_scores" in r))
+    scores = {m: np.concatenate([r["lira_scores"] for r in rows if r["method"] == m]) for m in methods}
+    low, high = np.percentile(np.concatenate(list(scores.values())), [1, 99])
+    bins = np.linspace(low, high, 40)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
+    for i, m in enumerate(methods):
+        style = dict(color="black", linewidth=2) if m == "retrain" else dict(color=f"C{i}", linewidth=1)
+        ax.hist(np.clip(scores[m], low, high), bins, histtype="step", density=True, label=m, **style)
+    ax.set_xlabel("LiRA score of a forget sample (log-likelihood ratio, > 0: member)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, extra: dict | None = None) -> str:
@@ -89,8 +130,13 @@ def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, e
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
     table = markdown_table(summary)
+    if any(k in summary[0] for k in AUDIT_COLUMNS):
+        table += ("\n\nAudit (FA: forget-set accuracy, %; LiRA: % of forget samples called members; "
+                  "closer to Retrain is better):\n\n" + markdown_table(summary, AUDIT_COLUMNS))
     payload = {"title": title, **(extra or {}), "summary": summary, "rows": rows}
     atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), out_dir / f"{name}.json")
     atomic_write_bytes(f"# {title}\n\n{table}\n".encode(), out_dir / f"{name}.md")
-    gap_chart(summary, out_dir / f"{name}.png", title)
+    gap_chart(summary, out_dir / f"{name}.png", title, rows)
+    if any("lira_scores" in r for r in rows):
+        membership_chart(rows, out_dir / f"{name}_lira.png", title)
     return table

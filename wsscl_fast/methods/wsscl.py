@@ -2,13 +2,15 @@
 
 stage 0  saliency s from |sum of forget-set gradients| (soft by default)
 stage 1  forgetting in logit space: maximise the bounded KL to aggregated pseudo-labels
-stage 2  contrastive fine-tuning: CE(retain) + lambda * InfoNCE(forget view a, view b; retain)
+stage 2  contrastive fine-tuning: CE(retain) + lambda * InfoNCE(forget image, its view; retain)
+         + the stage-1 term, normalised by the bounds
 Stages 1 and 2 update the weights with saliency-weighted SGD.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Subset
 
 from .. import distributed
 from ..config import WSSCLConfig
@@ -63,28 +65,45 @@ def matched_quantiles(reference: torch.Tensor, ranks_of: torch.Tensor) -> torch.
     return torch.quantile(reference.double().cpu(), levels.cpu()).to(ranks_of.device, torch.float32)
 
 
+FALLBACK_REFERENCE_SAMPLES = 2000  #: retain samples whose wrong-label losses calibrate removed classes without a holdout
+
+
 def kl_bounds(model, forget_images, forget_labels, retain_loader, config: WSSCLConfig, ctx) -> torch.Tensor:
     """Per-forget-sample KL bound (N,). A number in the config applies to all samples.
 
     ``"auto"`` (our reading of "bounded"): forget samples should end up looking like unseen
     samples. As q_i is close to one-hot on training data, KL(q_i || p) is close to the
-    sample's cross-entropy, so the bounds are held-out cross-entropies matched by rank: the
-    forget sample the original model finds hardest gets the highest held-out loss, and the
-    forget set's loss distribution becomes the held-out one. Samples of a class the retain set
-    no longer has are matched to held-out wrong-label losses instead (a never-seen class).
-    Without held-out data, ``kl_bound_fallback`` applies to all.
+    sample's cross-entropy, so the bounds are cross-entropies of unseen data matched by rank:
+    the forget sample the original model finds hardest gets the highest reference loss.
+
+    - Samples of a class the retain set still has: the holdout's true-label losses (unseen
+      samples of a known class). Without a holdout: ``kl_bound_fallback`` for all of them.
+    - Samples of a class the retain set no longer has (a never-seen class): wrong-label
+      losses, -mean over the other labels of log p(label), of the holdout, or without one of up
+      to ``FALLBACK_REFERENCE_SAMPLES`` retain samples (how little probability the model gives a
+      class on samples that are not of it).
+
+    Only the holdout (a validation split) is ever used, never the test set.
     """
     if config.kl_bound != "auto":
         return torch.full(forget_labels.shape, float(config.kl_bound), device=ctx.device)
-    if ctx.holdout is None:
-        return torch.full(forget_labels.shape, config.kl_bound_fallback, device=ctx.device)
-    heldout_true, heldout_wrong = sample_losses(model, ctx.holdout, ctx.device)
+    retain_labels = dataset_labels(retain_loader)
+    removed = ~torch.isin(forget_labels, retain_labels.to(forget_labels.device).unique())
     forget_nll, _ = sample_losses(model, (forget_images, forget_labels), ctx.device)
-    removed = ~torch.isin(forget_labels, dataset_labels(retain_loader).to(forget_labels.device).unique())
-    bounds = torch.where(removed, matched_quantiles(heldout_wrong, forget_nll),
-                         matched_quantiles(heldout_true, forget_nll))
-    ctx.info.update(kl_bound_seen_class_mean=float(heldout_true.mean()),
-                    kl_bound_removed_class_mean=float(heldout_wrong.mean()), removed_class_samples=int(removed.sum()))
+    if ctx.holdout is not None:
+        reference_true, reference_wrong = sample_losses(model, ctx.holdout, ctx.device)
+        seen = matched_quantiles(reference_true, forget_nll)
+        ctx.info.update(kl_bound_seen_class_mean=float(reference_true.mean()))
+    else:
+        rows = torch.randperm(len(retain_labels), generator=torch.Generator().manual_seed(ctx.seed))
+        sample = Subset(retain_loader.dataset, rows[:FALLBACK_REFERENCE_SAMPLES].tolist())
+        reference_wrong = sample_losses(model, sample, ctx.device)[1] if removed.any() else None
+        seen = torch.full_like(forget_nll, config.kl_bound_fallback)
+    bounds = torch.where(removed, matched_quantiles(reference_wrong, forget_nll), seen) if removed.any() else seen
+    if removed.any():
+        ctx.info.update(kl_bound_removed_class_mean=float(reference_wrong.mean()))
+    ctx.info.update(kl_bound_source="holdout" if ctx.holdout is not None else "fallback",
+                    removed_class_samples=int(removed.sum()))
     return bounds
 
 
@@ -112,41 +131,42 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
         _, logits = net(torch.cat([forget_images[index], x_r]))
         logits_f, logits_r = logits.split([index.shape[0], x_r.shape[0]])
-        return forgetting_loss_ref(logits_f, pseudo_labels[index], bounds[index], logits_r, y_r, config.retain_weight)
+        return forgetting_loss_ref(logits_f, pseudo_labels[index], bounds[index], logits_r, y_r)
 
     run_steps(model, optimizer, batches, loss_fn, total=config.forget_epochs * steps_per_epoch,
               desc="wsscl forget", **ctx.loop(steps_per_epoch))
 
 
 def contrastive_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
-    """Stage 2: CE(retain) + lambda * InfoNCE(z(a x_f), z(b x_f); negatives z(x_r)),
-    plus ``finetune_forget_weight`` times stage 1's bounded KL term on the un-augmented forget images
-    (the adversarial part), all in one forward. Under torchrun the negatives of all ranks are gathered."""
+    """Stage 2: CE(retain) + lambda * InfoNCE(z(x_f), z(aug x_f); negatives z(x_r)) + ``finetune_forget_weight``
+    times stage 1's bounded KL term on x_f divided by each sample's bound (the adversarial part).
+
+    One forward of [x_r, x_f, aug x_f] serves all three terms: the un-augmented forget image is
+    the anchor and the KL input (as in stage 1 and evaluation), its augmented view the positive.
+    Under torchrun the negatives of all ranks are gathered."""
     pseudo_labels, bounds = targets
     optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend,
                          saliency_storage(config.saliency_mode))
     augment_generator = ctx.generator(4)
-    batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(5)))
+    batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.finetune_forget_batch_size,
+                                                       ctx.generator(5)))
     group = torch.distributed.group.WORLD if distributed.active() else None
-    adversarial = config.finetune_forget_weight > 0
 
     def loss_fn(pair):
         retain_batch, index = pair
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
         x_f = forget_images[index]
-        view_a = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
-        view_b = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
-        z, logits = net(torch.cat([x_r, view_a, view_b] + ([x_f] if adversarial else [])))
-        sizes = [x_r.shape[0]] + [x_f.shape[0]] * (3 if adversarial else 2)
-        z_r, z_a, z_b, *_ = z.split(sizes)
-        logits_r, *_, logits_f = logits.split(sizes)
-        contrastive = infonce_loss(z_a, z_b, z_r, config.temperature, normalize=True, backend=ctx.backend,
+        view = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
+        z, logits = net(torch.cat([x_r, x_f, view]))
+        sizes = [x_r.shape[0], x_f.shape[0], x_f.shape[0]]
+        z_r, z_f, z_view = z.split(sizes)
+        logits_r, logits_f, _ = logits.split(sizes)
+        contrastive = infonce_loss(z_f, z_view, z_r, config.temperature, normalize=True, backend=ctx.backend,
                                    check_inputs=False, group=group)
         loss = F.cross_entropy(logits_r, y_r) + config.contrastive_weight * contrastive
-        if adversarial:  # on the un-augmented images, like stage 1 and like evaluation
-            weights = 1 / bounds[index] if config.finetune_forget_normalized else None
+        if config.finetune_forget_weight > 0:
             loss = loss + config.finetune_forget_weight * forgetting_loss_ref(
-                logits_f, pseudo_labels[index], bounds[index], sample_weights=weights)
+                logits_f, pseudo_labels[index], bounds[index], sample_weights=1 / bounds[index])
         return loss
 
     total = config.finetune_epochs * len(retain_loader)
@@ -161,8 +181,7 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
     net = FeaturesAndLogits(model, config.head_module)  # refuses a model without a final Linear, before any work
     with ctx.stage("saliency"):
         saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
-                                    config.saliency_sharpness, device=ctx.device, backend=ctx.backend,
-                                    storage=saliency_storage(config.saliency_mode))
+                                    device=ctx.device, backend=ctx.backend, storage=saliency_storage(config.saliency_mode))
     net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
     with ctx.stage("forget"):
