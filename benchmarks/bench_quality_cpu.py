@@ -92,8 +92,7 @@ def main(argv=None) -> int:
 
     bundle = load_cifar10_bundle(args.data_root, args.train_size, args.test_size, seed=0,
                                  validation_size=args.validation_size)
-    recipe = recipe_for(bundle, arch="small_cnn", epochs=args.epochs)
-    recipe.width = args.width
+    recipe = recipe_for(bundle, arch="small_cnn", epochs=args.epochs, width=args.width)
     # no augmentation, small batches: the original memorises its training set (train accuracy >= 95%);
     # the unlearning methods train on the same un-augmented batches (WSS-CL's views stay augmented)
     no_augmentation = dict(aug_pad=0, aug_flip=False)

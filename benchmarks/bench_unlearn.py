@@ -110,10 +110,9 @@ def main(argv=None) -> int:
     bundle = load_cifar10_bundle(args.data_root, seed=0, train_size=args.train_size or small["train_size"],
                                  test_size=args.test_size or small["test_size"],
                                  validation_size=100 if args.smoke else DEFAULT_VALIDATION_SIZE)
-    recipe = recipe_for(bundle, arch="small_cnn" if args.smoke else "resnet18", epochs=1 if args.smoke else args.epochs)
+    recipe = recipe_for(bundle, arch="small_cnn" if args.smoke else "resnet18", epochs=1 if args.smoke else args.epochs,
+                        width=8 if args.smoke else None)
     smoke_epochs = ["ft.epochs=1", "rl.epochs=1", "salun.epochs=1", "wsscl.forget_epochs=1", "wsscl.finetune_epochs=1"]
-    if args.smoke:
-        recipe.width = 8
     configs = apply_overrides({**recipe.method_configs, "retrain": recipe.train},
                               (smoke_epochs if args.smoke else []) + args.set)
     fast = Execution.fast(channels_last=args.channels_last, compile=args.compile)

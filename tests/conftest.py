@@ -25,9 +25,7 @@ def tiny_recipe(digits):
     """Digits recipe shrunk to seconds: a width-8 CNN, few epochs."""
     from wsscl_fast.recipes import recipe_for
 
-    recipe = recipe_for(digits, epochs=6)
-    recipe.width = 8
-    return recipe
+    return recipe_for(digits, epochs=6, width=8)
 
 
 @pytest.fixture(scope="session")

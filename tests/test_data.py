@@ -203,9 +203,9 @@ def test_torchvision_cifar_batches_refuse_code_and_bad_shapes(tmp_path):
 
 
 def test_download_is_only_attempted_when_asked(tmp_path, monkeypatch):
-    from wsscl_fast import data
+    from wsscl_fast.data import formats
     calls = []
-    monkeypatch.setattr(data, "_download_cifar10", lambda root: (calls.append(root), _write_torchvision_cifar(
+    monkeypatch.setattr(formats, "_download_cifar10", lambda root: (calls.append(root), _write_torchvision_cifar(
         root / "cifar-10-batches-py")))
     with pytest.raises(FileNotFoundError, match="--download"):
         load_cifar10_bundle(tmp_path / "c10")

@@ -8,9 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from wsscl_fast import Execution, WSSCLConfig, unlearn
-from wsscl_fast.data import as_loader, make_scenario
-from wsscl_fast.device_data import DeviceLoader
-from wsscl_fast.distributed import loader as choose_loader
+from wsscl_fast.data import DeviceLoader, as_loader, make_loader, make_scenario
 from wsscl_fast.training import run_steps
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -50,10 +48,10 @@ def test_device_loader_shuffles_each_pass_reproducibly(digits, device):
 
 
 def test_loader_choice(digits):
-    assert isinstance(choose_loader(digits.train, 32, True, 0, device=torch.device("cpu")), DeviceLoader)
-    assert isinstance(choose_loader(digits.train, 32, True, 0), DataLoader)
+    assert isinstance(make_loader(digits.train, 32, True, 0, device=torch.device("cpu")), DeviceLoader)
+    assert isinstance(make_loader(digits.train, 32, True, 0), DataLoader)
     other = TensorDataset(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
-    assert isinstance(choose_loader(other, 2, True, 0, device=torch.device("cpu")), DataLoader)
+    assert isinstance(make_loader(other, 2, True, 0, device=torch.device("cpu")), DataLoader)
     with pytest.raises(TypeError, match="ImageTensorDataset"):
         DeviceLoader(other, 2, True, 0, "cpu")
     with pytest.raises(ValueError, match="empty"):

@@ -77,13 +77,14 @@ def test_wsscl_without_a_holdout_uses_the_fallback_rule(trained_digits_model, cl
 
 
 @pytest.mark.parametrize("method", ["wsscl", "salun"])
-def test_the_test_set_never_shapes_the_weights(method, trained_digits_model, classwise, tiny_recipe):
-    """test is for metrics only: replacing it by noise changes no weight."""
+@pytest.mark.parametrize("with_holdout", [False, True])
+def test_the_test_set_never_shapes_the_weights(method, with_holdout, trained_digits_model, classwise, tiny_recipe):
+    """test is for metrics only: replacing it by noise changes no weight, with or without a holdout."""
     images = torch.stack([classwise.test[i][0] for i in range(len(classwise.test))])
     noise = torch.utils.data.TensorDataset(torch.randn_like(images) * 3, torch.randint(0, 10, (len(images),)))
     models = [unlearn(trained_digits_model, classwise.forget, classwise.retain, method,
                       _short_config(method, tiny_recipe), test=test, forgotten_test=forgotten,
-                      holdout=classwise.holdout, progress=False).model.state_dict()
+                      holdout=classwise.holdout if with_holdout else None, progress=False).model.state_dict()
               for test, forgotten in ((classwise.test, classwise.forgotten_test), (noise, noise))]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 

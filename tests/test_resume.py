@@ -68,7 +68,7 @@ def test_resume_refuses_another_runs_state_and_a_missing_one(tmp_path):
         RunState(path, {"seed": 0}, resume=True)
     model = torch.nn.Linear(2, 2)
     state = RunState(path, {"seed": 0, "method": "ft"})
-    state.enter_loop()
+    state.enter_loop("ft")
     state.save(1, "ft", model, torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ValueError, match=r"different run \(differs in \['seed'\]\)"):
         RunState(path, {"seed": 1, "method": "ft"}, resume=True)
@@ -82,7 +82,7 @@ def test_nan_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     state = RunState(path, {})
-    state.enter_loop()
+    state.enter_loop("wsscl forget")
     state.save(5, "wsscl forget", model, optimizer)
     good = path.read_bytes()
     with torch.no_grad():

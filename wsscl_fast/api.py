@@ -10,10 +10,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import distributed
-from .audit import Audit, run_audit
+from .audit import Audit, as_audit, run_audit
 from .config import TrainConfig
 from .execution import Execution
-from .data import dataset_labels
+from .data import dataset_labels, make_loader
 from .methods import UNLEARNING_METHODS, MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
 from .models import num_outputs
@@ -36,7 +36,7 @@ class UnlearnResult:
 
 def _loader(name: str, data, batch_size: int, seed: int, device):
     try:
-        return distributed.loader(data, batch_size, shuffle=True, seed=seed, device=device)
+        return make_loader(data, batch_size, shuffle=True, seed=seed, device=device)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
 
@@ -157,9 +157,9 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     if test is not None:
         metrics = evaluate_unlearning(target, forget_loader.dataset, retain_loader.dataset, test, forgotten_test, device)
     audited = None
-    if audit:
-        audited = run_audit(target, forget_loader.dataset, retain_loader.dataset, Audit() if audit is True else audit,
-                            holdout, seed, device, getattr(config, "head_module", None))
+    if audit := as_audit(audit):
+        audited = run_audit(target, forget_loader.dataset, retain_loader.dataset, audit, holdout, seed, device,
+                            getattr(config, "head_module", None))
     return UnlearnResult(target, method, config, rte, dict(ctx.timings), metrics, dict(ctx.info), audited)
 
 
@@ -175,15 +175,15 @@ def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None
     """
     configs = dict(configs or {})
     configs.setdefault("retrain", train_config or TrainConfig())
+    audit = as_audit(audit)
     common = dict(test=scenario.test, forgotten_test=scenario.forgotten_test, holdout=scenario.holdout,
-                  device=device, seed=seed, progress=progress, backend=backend, train_config=train_config, execution=execution,
-                  audit=audit)
+                  device=device, seed=seed, progress=progress, backend=backend, train_config=train_config,
+                  execution=execution, audit=audit or False)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     original = evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test, device)
     rows = [dict(method="original", seed=seed, **original, RTE=0.0, timings={}, config={})]
     if audit:
-        rows[0].update(run_audit(model, scenario.forget, scenario.retain, Audit() if audit is True else audit,
-                                 scenario.holdout, seed, device))
+        rows[0].update(run_audit(model, scenario.forget, scenario.retain, audit, scenario.holdout, seed, device))
     reference = None
     names = ("retrain", *[m for m in methods if m != "retrain"])
     overall = Overall(len(names), f"compare ({scenario.name})", progress and distributed.is_main())

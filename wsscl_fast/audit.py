@@ -18,7 +18,6 @@ import copy
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,6 +69,15 @@ class Audit:
     relearn_lr: float = 0.01
     batch_size: int = 128
     probe_samples: int = 5000  #: at most this many retain samples fit the probe
+
+
+def as_audit(audit) -> Audit | None:
+    """The ``audit=`` argument of unlearn()/compare(): an Audit, True (the defaults) or False/None."""
+    if audit is True:
+        return Audit()
+    if audit is None or audit is False or isinstance(audit, Audit):
+        return audit or None
+    raise TypeError(f"audit must be True, False or an Audit, got {type(audit).__name__}")
 
 
 def _fine_tuned(model: nn.Module, batches, lr: float, device) -> nn.Module:

@@ -124,10 +124,16 @@ class WSSCLConfig(_Common):
     original model's recipe); the views of stages 1 and 2 get ``view_pad``/``view_flip``.
     """
 
+    # the model and the views
+    #: the final nn.Linear, by its name in model.named_modules(), whose input are the features z;
+    #: None: the model's ``head``, else its last nn.Linear (``fc`` of a torchvision ResNet)
+    head_module: str | None = None
     view_pad: int = 4  #: random-crop padding of the pseudo-label and contrastive views
     view_flip: bool = True  #: random flips in those views (off for digits)
+    # stage 0: saliency
     saliency_ratio: float = 0.5
     saliency_mode: str = "soft"
+    # stage 1: forgetting
     num_views: int = 4
     pseudo_label_temperature: float = 0.1  #: < 1 sharpens q; see the class docstring for why it must
     kl_bound: float | str = "auto"  #: a number, or "auto" (see kl_bounds in methods/wsscl.py)
@@ -136,18 +142,16 @@ class WSSCLConfig(_Common):
     kl_bound_fallback: float = 1.0
     forget_epochs: int = 3
     forget_lr: float = 0.01
-    forget_batch_size: int = 128  #: stage 1: forget samples per step (each step also takes one retain batch)
-    contrastive_weight: float = 1.0
-    temperature: float = 0.5
+    forget_batch_size: int = 128  #: forget samples per step (each step also takes one retain batch)
+    # stage 2: contrastive fine-tuning
     finetune_epochs: int = 4
     finetune_lr: float = 0.01
-    #: stage 2: forget samples per step, next to each retain batch; each gives its image (the anchor) and a view
+    finetune_schedule: str = "cosine"  #: the learning rate: "cosine" (decays to 0 at the end) or "constant"
+    #: forget samples per step, next to each retain batch; each gives its image (the anchor) and a view
     finetune_forget_batch_size: int = 32
+    contrastive_weight: float = 1.0  #: lambda
+    temperature: float = 0.5  #: of the InfoNCE loss
     finetune_forget_weight: float = 2.5  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
-    finetune_schedule: str = "cosine"  #: stage-2 learning rate: "cosine" (decays to 0 at the end) or "constant"
-    #: the final nn.Linear, by its name in model.named_modules(), whose input are the features z;
-    #: None: the model's ``head``, else its last nn.Linear (``fc`` of a torchvision ResNet)
-    head_module: str | None = None
 
     def __post_init__(self):
         super().__post_init__()

@@ -11,8 +11,6 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .data import as_loader
-from .device_data import DeviceLoader, image_tensors
 
 
 def active(group=None) -> bool:
@@ -73,19 +71,6 @@ def sharded_loader(data: Dataset, batch_size: int, shuffle: bool, seed: int) -> 
         raise ValueError(f"batch_size {batch_size} is smaller than the world size {world}")
     sampler = EpochSampler(data, num_replicas=world, rank=rank(), shuffle=shuffle, seed=seed)
     return DataLoader(data, batch_size=batch_size // world, sampler=sampler)
-
-
-def loader(data, batch_size: int, shuffle: bool, seed: int, device: torch.device | None = None):
-    """:func:`~wsscl_fast.data.as_loader` (same checks, DataLoaders pass through); under
-    torchrun a Dataset gets this rank's :func:`sharded_loader` instead. With ``device`` (the
-    fast path, single process), an image-tensor Dataset gets a
-    :class:`~wsscl_fast.device_data.DeviceLoader` with the same batches on that device."""
-    checked = as_loader(data, batch_size, shuffle=shuffle, seed=seed)
-    if isinstance(data, Dataset) and not active() and device is not None and image_tensors(data) is not None:
-        return DeviceLoader(data, batch_size, shuffle, seed, device)
-    if not active() or not isinstance(data, Dataset):
-        return checked
-    return sharded_loader(checked.dataset, batch_size, shuffle, seed)
 
 
 class _GatherRows(torch.autograd.Function):

@@ -2,7 +2,7 @@
 
 The fast path changes how a step runs, never what it computes (up to bf16 rounding):
 
-- ``device_data``: batches come from a :class:`~wsscl_fast.device_data.DeviceLoader` (the
+- ``device_data``: batches come from a :class:`~wsscl_fast.data.DeviceLoader` (the
   uint8 dataset kept on the device) instead of a DataLoader;
 - ``autocast``: forward passes under ``torch.autocast(dtype=torch.bfloat16)``; losses are
   reduced in fp32, and parameters, gradients and optimizer state stay fp32;

@@ -13,8 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import distributed
-from .data import as_loader
-from .device_data import DeviceLoader, image_tensors
+from .data import make_loader
 
 GAP_METRICS = ("UA", "RA", "TA", "MIA")
 
@@ -40,9 +39,8 @@ def predict_split(model: nn.Module, data, device=None, batch_size: int = 512) ->
     if distributed.active() and isinstance(data, Dataset):  # torchrun: a strided shard per rank, gathered
         total = len(data)
         data = Subset(data, range(distributed.rank(), total, distributed.world_size()))
-    if total is None and isinstance(data, Dataset) and torch.device(device).type == "cuda" and image_tensors(data) is not None:
-        data = DeviceLoader(data, batch_size, shuffle=False, seed=0, device=device)
-    for batch in as_loader(data, batch_size, shuffle=False):
+    on_device = torch.device(device) if torch.device(device).type == "cuda" else None
+    for batch in make_loader(data, batch_size, shuffle=False, device=on_device, shard=False):
         x, y = batch[0].to(device), batch[1].to(device)
         probs = torch.softmax(model(x).float(), dim=1)
         correct.append(probs.argmax(dim=1) == y)

@@ -1,7 +1,8 @@
 """Per-dataset defaults: architecture, training recipe and method configs.
 
-Only what depends on the data changes between datasets (batch size, augmentation, model
-size); the method hyperparameters keep the defaults of their config classes.
+Only what depends on the data and the model changes between datasets (batch size,
+augmentation, model width, training length), and it is read from :data:`PRESETS`; the method
+hyperparameters keep the defaults of their config classes.
 """
 from __future__ import annotations
 
@@ -12,6 +13,28 @@ from .data import DataBundle
 from .methods import METHODS
 from .models import build_model
 
+
+@dataclass(frozen=True)
+class Preset:
+    """The data- and model-dependent settings: the batch size of training and of every method,
+    the original model's training epochs and the model width (None: the architecture's own)."""
+
+    batch_size: int
+    epochs: int
+    width: int | None = None
+
+
+DEFAULT_ARCH = {"digits": "small_cnn", "fashion-mnist": "small_cnn", "cifar10": "resnet18"}
+PRESETS = {  # (dataset, architecture) -> Preset; "*" is any other architecture
+    ("digits", "small_cnn"): Preset(batch_size=64, epochs=20, width=32),
+    ("digits", "*"): Preset(batch_size=64, epochs=20),
+    ("cifar10", "resnet18"): Preset(batch_size=256, epochs=30),
+    ("cifar10", "small_cnn"): Preset(batch_size=128, epochs=30, width=32),
+    ("cifar10", "*"): Preset(batch_size=128, epochs=30),
+    ("fashion-mnist", "small_cnn"): Preset(batch_size=128, epochs=30, width=32),
+    ("fashion-mnist", "resnet18"): Preset(batch_size=256, epochs=30),
+    ("fashion-mnist", "*"): Preset(batch_size=128, epochs=30),
+}
 
 
 @dataclass
@@ -27,22 +50,22 @@ class Recipe:
 
 
 def recipe_for(bundle: DataBundle, arch: str | None = None, epochs: int | None = None,
-               train: TrainConfig | None = None) -> Recipe:
-    """Defaults for ``bundle``: small CNN for digits/Fashion-MNIST, ResNet-18 for CIFAR-10.
-    ``train`` (e.g. a checkpoint's own recipe) replaces the default training recipe, which
-    Retrain reuses, so that Retrain is trained like the original."""
-    small = bundle.name == "digits"
-    arch = arch or ("resnet18" if bundle.name == "cifar10" else "small_cnn")
-    batch_size = 64 if small else 256 if arch == "resnet18" else 128
-    data_settings = dict(batch_size=batch_size, aug_pad=bundle.aug_pad, aug_flip=bundle.aug_flip)
+               train: TrainConfig | None = None, width: int | None = None) -> Recipe:
+    """Defaults for ``bundle`` from :data:`PRESETS` (small CNN for digits/Fashion-MNIST,
+    ResNet-18 for CIFAR-10). ``epochs`` and ``width`` replace the preset's; ``train`` (e.g. a
+    checkpoint's own recipe) replaces the default training recipe, which Retrain reuses, so that
+    Retrain is trained like the original."""
+    arch = arch or DEFAULT_ARCH[bundle.name]
+    preset = PRESETS.get((bundle.name, arch)) or PRESETS[(bundle.name, "*")]
+    data_settings = dict(batch_size=preset.batch_size, aug_pad=bundle.aug_pad, aug_flip=bundle.aug_flip)
     if train is None:
-        train = TrainConfig(epochs=epochs if epochs is not None else (20 if small else 30), **data_settings)
+        train = TrainConfig(epochs=epochs if epochs is not None else preset.epochs, **data_settings)
     views = dict(view_pad=bundle.aug_pad, view_flip=bundle.aug_flip)
-    configs = {"retrain": train, "wsscl": WSSCLConfig(forget_batch_size=batch_size, **data_settings, **views)}
+    configs = {"retrain": train, "wsscl": WSSCLConfig(forget_batch_size=preset.batch_size, **data_settings, **views)}
     for name in METHODS:
         if name not in configs:
             configs[name] = BaselineConfig(**data_settings)
-    return Recipe(arch, 32 if arch == "small_cnn" else None, train, configs)
+    return Recipe(arch, width or preset.width, train, configs)
 
 
 def apply_overrides(configs: dict, overrides: list[str], default_method: str | None = None,

@@ -1,12 +1,13 @@
 """Resumable runs: epoch-boundary checkpoints of a run's step loops, and clean stops on signals.
 
 A run (``train`` or ``unlearn``) is a fixed sequence of step loops (``training.run_steps``
-calls), numbered in call order. At each epoch boundary the current loop saves, atomically:
-the model, optimizer (saliency included) and scheduler states, the loop number and step,
+calls), each known by its name (``desc``, unique within a run). At each epoch boundary the
+current loop saves, atomically: the model, optimizer (saliency included) and scheduler
+states, the loop's name, the names of the loops finished before it, the step,
 and the states of every tracked random generator (the run's DataLoader and augmentation
 generators and torch's global RNG), both now and at the loop's start.
 
-On resume, loops before the saved one are skipped; the saved loop resets the generators
+On resume, the loops finished before the saved one are skipped; the saved loop resets the generators
 to their loop-start states, replays its batch iterator up to the saved step without
 computing (so the iterator is exactly where it was), then loads the model, optimizer,
 scheduler and current generator states. The rest of the run is then bit-identical to an
@@ -24,7 +25,7 @@ import torch
 from . import distributed
 from .checkpoint import atomic_save
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class RunInterrupted(RuntimeError):
@@ -33,13 +34,16 @@ class RunInterrupted(RuntimeError):
 
 class RunState:
     """Checkpointing and stop requests of one run. ``fingerprint`` (a dict of plain values)
-    identifies the run; resuming a state saved by a different run is refused."""
+    identifies the run, together with the package version; resuming a state saved by a
+    different run, or by another version of wsscl_fast, is refused."""
 
     def __init__(self, path, fingerprint: dict, resume: bool = False):
+        from . import __version__
+
         self.path = Path(path)
-        self.fingerprint = fingerprint
+        self.fingerprint = {**fingerprint, "wsscl_fast": __version__}
         self.generators: list[torch.Generator] = []
-        self.loop_index = -1
+        self.entered: list[str] = []  # the names of the loops this run has started, in order
         self.stop_requested = False
         self.saved = self._load() if resume else None
         self._loop_start_states = None
@@ -95,16 +99,19 @@ class RunState:
             torch.cuda.set_rng_state_all(cuda_states)
 
     # ------------------------------------------------------------------ loop protocol (run_steps)
-    def enter_loop(self) -> str:
-        """Start the next loop: ``"skip"`` (a later loop was saved), ``"resume"`` or ``"fresh"``."""
-        self.loop_index += 1
+    def enter_loop(self, name: str) -> str:
+        """Start the loop ``name``: ``"skip"`` (it finished before the saved loop), ``"resume"``
+        (it is the saved loop) or ``"fresh"``."""
+        if name in self.entered:
+            raise ValueError(f"a run's loops need distinct names; {name!r} ran twice")
+        self.entered.append(name)
         self._loop_start_states = self._generator_states()
         if self.saved is None:
             return "fresh"
-        if self.saved["loop"] > self.loop_index:
+        if name in self.saved["finished"]:
             return "skip"
-        if self.saved["loop"] < self.loop_index:
-            raise RuntimeError(f"resume: the saved loop {self.saved['loop']} was never reached")
+        if name != self.saved["loop"]:
+            raise RuntimeError(f"resume: this run reached loop {name!r} before the saved loop {self.saved['loop']!r}")
         return "resume"
 
     def restore(self, batches, model, optimizer, scheduler=None) -> int:
@@ -130,7 +137,8 @@ class RunState:
                                          f"the last good checkpoint {self.path} is kept")
         if not distributed.is_main():  # every rank holds the same state; rank 0 writes it
             return
-        atomic_save(dict(version=STATE_VERSION, fingerprint=self.fingerprint, loop=self.loop_index, step=step,
+        atomic_save(dict(version=STATE_VERSION, fingerprint=self.fingerprint, loop=self.entered[-1],
+                         finished=self.entered[:-1], step=step,
                          desc=desc, model=model.state_dict(), optimizer=optimizer.state_dict(),
                          scheduler=scheduler.state_dict() if scheduler is not None else None,
                          loop_start_states=self._loop_start_states, generator_states=self._generator_states()),

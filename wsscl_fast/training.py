@@ -10,7 +10,7 @@ from torch import nn
 
 from . import distributed
 from .config import TrainConfig
-from .data import augment_batch
+from .data import augment_batch, make_loader
 from .execution import Execution
 from .progress import step_bar
 
@@ -31,9 +31,9 @@ _CHECK_EVERY = 100  # steps between non-finite checks when a loop has no epoch l
 
 def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, loss_fn: Callable,
               *, total: int, desc: str, progress: bool, scheduler=None, run_state=None,
-              steps_per_epoch: int | None = None, autocast: bool = False) -> None:
-    """loss_fn(batch) -> scalar; one optimizer step per batch, with the forward under bf16
-    autocast when ``autocast``. Stops with a clear error naming ``desc`` and the first step
+              steps_per_epoch: int | None = None, execution: Execution | None = None) -> None:
+    """loss_fn(batch) -> scalar; one optimizer step per batch, with the forward under
+    ``execution``'s autocast (bf16 on the fast path; none by default). Stops with a clear error naming ``desc`` and the first step
     whose loss was NaN or inf. The loss is checked on the device and read back once per
     epoch (and before every checkpoint), so the loop has no host sync per step.
 
@@ -44,18 +44,19 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
     batches = iter(itertools.islice(batches, total))
     start = 0
     if run_state is not None:
-        mode = run_state.enter_loop()
+        mode = run_state.enter_loop(desc)
         if mode == "skip":
             return
         if mode == "resume":
             start = run_state.restore(batches, model, optimizer, scheduler)
     model.train()
-    device_type = next(model.parameters()).device.type
+    device = next(model.parameters()).device
+    execution = execution or Execution()
     check_every = steps_per_epoch or _CHECK_EVERY
     first_bad = None  # (step, loss) of the first non-finite loss, kept on the device
     for step, batch in enumerate(step_bar(batches, initial=start, total=total, desc=desc, enabled=progress),
                                  start=start):
-        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=autocast):
+        with execution.autocast_context(device):
             loss = loss_fn(batch)
         first_bad = _track_nonfinite(first_bad, loss.detach().float(), step)
         optimizer.zero_grad(set_to_none=True)
@@ -103,8 +104,8 @@ def train_model(model: nn.Module, train_data, config: TrainConfig, device: torch
     execution = execution or Execution.default_for(device)
     execution.prepare_model(model.to(device))
     # under torchrun: this rank's share of every batch, DDP-averaged gradients
-    loader = distributed.loader(train_data, config.batch_size, shuffle=True, seed=seed,
-                                device=device if execution.device_data else None)
+    loader = make_loader(train_data, config.batch_size, shuffle=True, seed=seed,
+                         device=device if execution.device_data else None)
     net = execution.module_to_call(distributed.wrap(model, device))
     if run_state is not None:
         run_state.track_loader(loader)
@@ -122,6 +123,6 @@ def train_model(model: nn.Module, train_data, config: TrainConfig, device: torch
 
     run_steps(model, optimizer, epoch_batches(loader, config.epochs), loss_fn, total=total, desc=desc,
               progress=progress and distributed.is_main(), scheduler=scheduler, run_state=run_state,
-              steps_per_epoch=len(loader), autocast=execution.autocast)
+              steps_per_epoch=len(loader), execution=execution)
     model.eval()
     return model

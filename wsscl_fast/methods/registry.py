@@ -60,7 +60,7 @@ class MethodContext:
     def loop(self, steps_per_epoch: int) -> dict:
         """The keyword arguments that make a ``run_steps`` loop checkpoint at epoch boundaries."""
         return dict(run_state=self.run_state, steps_per_epoch=steps_per_epoch, progress=self.progress,
-                    autocast=self.execution.autocast)
+                    execution=self.execution)
 
 
 RunFunction = Callable[[torch.nn.Module, DataLoader, DataLoader, object, MethodContext], None]

@@ -1,9 +1,9 @@
-"""Datasets, forget/retain splits, batch augmentation and loaders.
+"""Dataset formats: the in-memory image dataset, the built-in sources and their decode cache.
 
-Every built-in dataset is an :class:`ImageTensorDataset`: uint8 images (N, C, H, W) kept
-in memory, returned with the eval transform (scale to [0, 1], normalise). Training
-augmentation (random crop with padding, horizontal flip) is applied to whole batches by
-:func:`augment_batch`, so no per-image PIL work happens in a training loop.
+Every built-in dataset is an :class:`ImageTensorDataset`: uint8 images (N, C, H, W) kept in
+memory, returned with the eval transform (scale to [0, 1], normalise). A :class:`DataBundle`
+holds a dataset's train, validation and test splits. Image files are decoded once into a
+uint8 cache (``$WSSCL_CACHE``).
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
-from .checkpoint import atomic_save, atomic_write_bytes
+from ..checkpoint import atomic_save, atomic_write_bytes
 
 DATASETS = ("digits", "cifar10", "fashion-mnist")  #: what load_bundle() loads
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -76,7 +76,6 @@ class DataBundle:
         return tuple(self.train.images.shape[1:])
 
 
-# ----------------------------------------------------------------------------- sources
 def _channel_stats(images: torch.Tensor):
     x = images.float() / 255
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
@@ -365,178 +364,3 @@ def load_bundle(name: str, root: str | None = None, train_size: int | None = Non
     if name == "fashion-mnist":
         return load_fashion_mnist_bundle(root or FASHION_MNIST_ROOT, train_size, test_size, seed, validation_size)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-
-
-# ----------------------------------------------------------------------------- splits
-def random_forget_split(num_samples: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded random forgetting: (forget indices, retain indices), both sorted."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"forget fraction must be in (0, 1), got {fraction}")
-    count = max(1, int(round(fraction * num_samples)))
-    perm = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed))
-    return perm[:count].sort().values, perm[count:].sort().values
-
-
-def class_forget_split(labels: torch.Tensor, forget_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class-wise forgetting: every sample of ``forget_class`` is forgotten."""
-    forget = (labels == forget_class).nonzero().flatten()
-    if forget.numel() == 0:
-        raise ValueError(f"forget class {forget_class} has no samples (labels span 0..{int(labels.max())})")
-    return forget, (labels != forget_class).nonzero().flatten()
-
-
-def read_index_file(path: Path, names=None) -> list[int]:
-    """Sample positions from a file, one per line (blank lines ignored): an integer position,
-    or, given the dataset's ``names``, a sample's own name (e.g. ``cat/0042.jpg``). A bad
-    line is named."""
-    if not path.is_file():
-        raise FileNotFoundError(f"forget index file {path} does not exist")
-    position = {name: i for i, name in enumerate(names)} if names is not None else {}
-    ids = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        token = line.strip()
-        if not token:
-            continue
-        if token in position:
-            ids.append(position[token])
-            continue
-        try:
-            ids.append(int(token))
-        except ValueError:
-            expected = "an integer position or a sample name of the dataset" if names is not None else "one integer id"
-            raise ValueError(f"{path}, line {number}: expected {expected}, got {token!r}") from None
-    return ids
-
-
-def index_forget_split(num_samples: int, indices) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forget an explicit list of sample ids; duplicates and out-of-range ids are refused."""
-    idx = torch.as_tensor(list(indices), dtype=torch.long)
-    if idx.numel() == 0:
-        raise ValueError("the forget index list is empty")
-    if int(idx.min()) < 0 or int(idx.max()) >= num_samples:
-        bad = idx[(idx < 0) | (idx >= num_samples)][:5].tolist()
-        raise ValueError(f"forget indices out of range [0, {num_samples}): {bad}")
-    values, counts = idx.unique(return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"forget indices contain duplicates: {values[counts > 1][:5].tolist()}")
-    keep = torch.ones(num_samples, dtype=torch.bool)
-    keep[idx] = False
-    return idx.sort().values, keep.nonzero().flatten()
-
-
-@dataclass
-class ForgetScenario:
-    """A forget/retain split of a bundle, with the test splits that evaluation uses."""
-
-    name: str
-    forget: Dataset
-    retain: Dataset
-    test: Dataset  #: TA is measured here (for class-wise forgetting: the remaining classes)
-    forgotten_test: Dataset | None  #: class-wise only: the test samples of the forgotten class
-    forget_indices: torch.Tensor
-    holdout: Dataset | None = None  #: the bundle's validation split: unseen data a method may calibrate on
-
-
-def _number(spec: str, text: str, kind, expected: str):
-    try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"forget spec {spec!r}: expected {expected} after the colon, got {text!r}") from None
-
-
-def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenario:
-    """``spec`` is ``random:FRACTION``, ``class:LABEL`` or ``indices:FILE`` (one id per line)."""
-    kind, _, value = spec.partition(":")
-    n = len(bundle.train)
-    if kind == "random":
-        forget, retain = random_forget_split(n, _number(spec, value or "0.1", float, "a fraction in (0, 1)"), seed)
-    elif kind == "class":
-        cls = _number(spec, value, int, f"a class index in [0, {bundle.num_classes})")
-        forget, retain = class_forget_split(bundle.train.labels, cls)
-        test_labels = bundle.test.labels
-        return ForgetScenario(
-            f"class {bundle.train.classes[cls]}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
-            Subset(bundle.test, (test_labels != cls).nonzero().flatten().tolist()),
-            Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget, bundle.validation,
-        )
-    elif kind == "indices":
-        ids = read_index_file(Path(value), bundle.train.names)
-        forget, retain = index_forget_split(n, ids)
-    else:
-        raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")
-    return ForgetScenario(f"{kind} {value}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
-                          bundle.test, None, forget, bundle.validation)
-
-
-# ----------------------------------------------------------------------------- batches
-def augment_batch(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop after zero padding by ``pad`` pixels and random horizontal flip, per image.
-
-    x: (B, C, H, W) normalised images; returns a new tensor of the same shape. Padding
-    happens after normalisation, so the border is the dataset mean, not black.
-    """
-    b, _, h, w = x.shape
-    rand_device = generator.device if generator is not None else x.device
-    if pad > 0:
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=rand_device).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-    if flip:
-        flips = (torch.rand(b, generator=generator, device=rand_device) < 0.5).to(x.device)
-        x = torch.where(flips[:, None, None, None], x.flip(3), x)
-    return x.contiguous()
-
-
-def as_loader(data, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """A DataLoader for ``data``: DataLoaders (and DeviceLoaders) pass through, Datasets get a
-    seeded one."""
-    from .device_data import DeviceLoader  # device_data builds on this module
-
-    if isinstance(data, DeviceLoader):
-        return data
-    if isinstance(data, DataLoader):
-        if len(data.dataset) == 0:
-            raise ValueError("the DataLoader's dataset is empty")
-        return data
-    if not isinstance(data, Dataset):
-        raise TypeError(f"expected a torch Dataset or DataLoader, got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("the dataset is empty")
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
-
-
-def to_tensors(data, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Materialise a (small) dataset or loader as (images, labels) tensors, in order."""
-    xs, ys = [], []
-    for batch in as_loader(data, batch_size, shuffle=False):
-        xs.append(batch[0])
-        ys.append(batch[1])
-    return torch.cat(xs), torch.cat(ys).long()
-
-
-def dataset_labels(data) -> torch.Tensor:
-    """All labels of a Dataset or DataLoader, read from ``labels``/``targets`` attributes
-    (through Subsets) when present, otherwise by one pass over the data."""
-    dataset = data if isinstance(data, Dataset) else data.dataset  # a DataLoader or DeviceLoader
-    if isinstance(dataset, Subset):
-        return dataset_labels(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
-    for attribute in ("labels", "targets"):
-        if isinstance(getattr(dataset, attribute, None), (torch.Tensor, list, np.ndarray)):
-            return torch.as_tensor(getattr(dataset, attribute)).long()
-    return to_tensors(dataset)[1]
-
-
-def dataset_names(data) -> tuple:
-    """The samples' own ids (``ImageTensorDataset.names``) of a Dataset or DataLoader, through
-    Subsets and ConcatDatasets; positions as strings for datasets without names."""
-    dataset = data if isinstance(data, Dataset) else data.dataset
-    if isinstance(dataset, Subset):
-        names = dataset_names(dataset.dataset)
-        return tuple(names[i] for i in dataset.indices)
-    if isinstance(dataset, ConcatDataset):
-        return tuple(name for part in dataset.datasets for name in dataset_names(part))
-    return tuple(getattr(dataset, "names", None) or (str(i) for i in range(len(dataset))))

@@ -1,0 +1,111 @@
+"""Forget/retain splits and the scenarios built from them (random, class-wise, by sample ids),
+each with the test splits that evaluation uses and the validation split as its holdout."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from .formats import DataBundle
+
+
+def random_forget_split(num_samples: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded random forgetting: (forget indices, retain indices), both sorted."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"forget fraction must be in (0, 1), got {fraction}")
+    count = max(1, int(round(fraction * num_samples)))
+    perm = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed))
+    return perm[:count].sort().values, perm[count:].sort().values
+
+
+def class_forget_split(labels: torch.Tensor, forget_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-wise forgetting: every sample of ``forget_class`` is forgotten."""
+    forget = (labels == forget_class).nonzero().flatten()
+    if forget.numel() == 0:
+        raise ValueError(f"forget class {forget_class} has no samples (labels span 0..{int(labels.max())})")
+    return forget, (labels != forget_class).nonzero().flatten()
+
+
+def read_index_file(path: Path, names=None) -> list[int]:
+    """Sample positions from a file, one per line (blank lines ignored): an integer position,
+    or, given the dataset's ``names``, a sample's own name (e.g. ``cat/0042.jpg``). A bad
+    line is named."""
+    if not path.is_file():
+        raise FileNotFoundError(f"forget index file {path} does not exist")
+    position = {name: i for i, name in enumerate(names)} if names is not None else {}
+    ids = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        token = line.strip()
+        if not token:
+            continue
+        if token in position:
+            ids.append(position[token])
+            continue
+        try:
+            ids.append(int(token))
+        except ValueError:
+            expected = "an integer position or a sample name of the dataset" if names is not None else "one integer id"
+            raise ValueError(f"{path}, line {number}: expected {expected}, got {token!r}") from None
+    return ids
+
+
+def index_forget_split(num_samples: int, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forget an explicit list of sample ids; duplicates and out-of-range ids are refused."""
+    idx = torch.as_tensor(list(indices), dtype=torch.long)
+    if idx.numel() == 0:
+        raise ValueError("the forget index list is empty")
+    if int(idx.min()) < 0 or int(idx.max()) >= num_samples:
+        bad = idx[(idx < 0) | (idx >= num_samples)][:5].tolist()
+        raise ValueError(f"forget indices out of range [0, {num_samples}): {bad}")
+    values, counts = idx.unique(return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"forget indices contain duplicates: {values[counts > 1][:5].tolist()}")
+    keep = torch.ones(num_samples, dtype=torch.bool)
+    keep[idx] = False
+    return idx.sort().values, keep.nonzero().flatten()
+
+
+@dataclass
+class ForgetScenario:
+    """A forget/retain split of a bundle, with the test splits that evaluation uses."""
+
+    name: str
+    forget: Dataset
+    retain: Dataset
+    test: Dataset  #: TA is measured here (for class-wise forgetting: the remaining classes)
+    forgotten_test: Dataset | None  #: class-wise only: the test samples of the forgotten class
+    forget_indices: torch.Tensor
+    holdout: Dataset | None = None  #: the bundle's validation split: unseen data a method may calibrate on
+
+
+def _number(spec: str, text: str, kind, expected: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"forget spec {spec!r}: expected {expected} after the colon, got {text!r}") from None
+
+
+def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenario:
+    """``spec`` is ``random:FRACTION``, ``class:LABEL`` or ``indices:FILE`` (one id per line)."""
+    kind, _, value = spec.partition(":")
+    n = len(bundle.train)
+    if kind == "random":
+        forget, retain = random_forget_split(n, _number(spec, value or "0.1", float, "a fraction in (0, 1)"), seed)
+    elif kind == "class":
+        cls = _number(spec, value, int, f"a class index in [0, {bundle.num_classes})")
+        forget, retain = class_forget_split(bundle.train.labels, cls)
+        test_labels = bundle.test.labels
+        return ForgetScenario(
+            f"class {bundle.train.classes[cls]}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
+            Subset(bundle.test, (test_labels != cls).nonzero().flatten().tolist()),
+            Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget, bundle.validation,
+        )
+    elif kind == "indices":
+        ids = read_index_file(Path(value), bundle.train.names)
+        forget, retain = index_forget_split(n, ids)
+    else:
+        raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")
+    return ForgetScenario(f"{kind} {value}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
+                          bundle.test, None, forget, bundle.validation)
