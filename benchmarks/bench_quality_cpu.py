@@ -23,12 +23,12 @@ from torch.utils.data import ConcatDataset, Subset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun  # noqa: E402
 
-from wsscl_fast import unlearn  # noqa: E402
-from wsscl_fast.audit import Audit, MembershipReference, reference_halves, run_audit  # noqa: E402
+from wsscl_fast.api import UnlearnResult, compare  # noqa: E402
+from wsscl_fast.audit import Audit, MembershipReference, reference_halves  # noqa: E402
 from wsscl_fast.checkpoint import atomic_save  # noqa: E402
 from wsscl_fast.data import dataset_names, load_cifar10_bundle, make_scenario  # noqa: E402
 from wsscl_fast.methods import UNLEARNING_METHODS  # noqa: E402
-from wsscl_fast.metrics import avg_gap, evaluate_unlearning, predict_split  # noqa: E402
+from wsscl_fast.metrics import predict_split  # noqa: E402
 from wsscl_fast.recipes import apply_overrides, recipe_for  # noqa: E402
 from wsscl_fast.report import write_report  # noqa: E402
 from wsscl_fast.training import train_model  # noqa: E402
@@ -119,23 +119,14 @@ def main(argv=None) -> int:
         retrain_model, retrain_seconds = cached_training(
             f"retrain-{tag}-{args.forget.replace(':', '')}-s{seed}", lambda: recipe.build_model(bundle),
             scenario.retain, configs["retrain"], seed, f"retrain seed {seed}")
-        evaluate = lambda m: evaluate_unlearning(m, scenario.forget, scenario.retain, scenario.test,  # noqa: E731
-                                                 scenario.forgotten_test)
-        audited = lambda m: run_audit(m, scenario.forget, scenario.retain, audit, scenario.holdout,  # noqa: E731
-                                      seed) if audit else {}
-        reference = evaluate(retrain_model)
-        rows.append(dict(method="retrain", seed=seed, **reference, **audited(retrain_model), RTE=retrain_seconds,
-                         gap=0.0))
-        rows.append(dict(method="original", seed=seed, **(m := evaluate(original)), **audited(original), RTE=0.0,
-                         gap=avg_gap(m, reference)))
-        for label, name, config in runs:
-            result = unlearn(original, scenario.forget, scenario.retain, name, config, test=scenario.test,
-                             forgotten_test=scenario.forgotten_test, holdout=scenario.holdout, seed=seed,
-                             progress=True, audit=audit or False)
-            rows.append(dict(method=label, seed=seed, **result.metrics, **(result.audit or {}), RTE=result.rte,
-                             gap=avg_gap(result.metrics, reference), timings=result.timings, info=result.info))
-            print(f"  {label:10s} gap {rows[-1]['gap']:.2f}  " + "  ".join(f"{k} {result.metrics[k]:.1f}"
-                                                                         for k in ("UA", "RA", "TA", "MIA")))
+        retrain = UnlearnResult(retrain_model, "retrain", configs["retrain"], retrain_seconds, {})
+        seed_rows = compare(original, scenario, [(label, name) for label, name, _ in runs],
+                            {"retrain": configs["retrain"], **{label: config for label, _, config in runs}},
+                            seed=seed, audit=audit or False, retrain=retrain)
+        for row in seed_rows:
+            print(f"  {row['method']:10s} gap {row['gap']:.2f}  " + "  ".join(f"{k} {row[k]:.1f}"
+                                                                       for k in ("UA", "RA", "TA", "MIA")))
+        rows += seed_rows
     verdict = wsscl_vs_salun(rows)
     title = (f"CIFAR-10 subset ({args.train_size} train), small CNN width {args.width}: forgetting {args.forget}, "
              f"seeds {args.seeds}")

@@ -249,3 +249,19 @@ def test_labels_and_models_unlearn_cannot_train_are_refused_by_name(trained_digi
 def test_forget_specs_name_what_was_expected(digits, spec, message):
     with pytest.raises(ValueError, match=f"forget spec '{spec}': {message}"):
         make_scenario(digits, spec)
+
+
+def test_compare_takes_variants_and_a_trained_retrain(trained_digits_model, classwise, tiny_recipe):
+    from wsscl_fast.api import UnlearnResult, compare
+    from wsscl_fast.audit import Audit
+
+    ga = tiny_recipe.method_configs["ga"].replace(ga_epochs=1)
+    retrain = UnlearnResult(copy.deepcopy(trained_digits_model), "retrain", tiny_recipe.train, rte=123.0, timings={})
+    rows = compare(trained_digits_model, classwise, ["ga", ("ga [lr 1e-3]", "ga")],
+                   {"ga": ga, "ga [lr 1e-3]": ga.replace(ga_lr=1e-3)}, retrain=retrain, progress=False,
+                   audit=Audit(relearn_forget_steps=2))
+    assert [r["method"] for r in rows] == ["original", "retrain", "ga", "ga [lr 1e-3]"]
+    assert rows[1]["RTE"] == 123.0 and rows[1]["gap"] == 0.0  # evaluated, not retrained
+    assert rows[0]["gap"] == 0.0  # the "Retrain" here is the original model itself
+    assert rows[2]["UA"] != rows[3]["UA"] or rows[2]["RA"] != rows[3]["RA"]  # the variant's config was used
+    assert all("relearn_k_FA" in r and "probe_FA" in r for r in rows)

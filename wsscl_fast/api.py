@@ -165,13 +165,16 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
 
 def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None,
             *, train_config: TrainConfig | None = None, device=None, seed: int = 0, progress: bool = True,
-            backend: str | None = None, execution: Execution | None = None, audit: Audit | bool = False) -> list[dict]:
+            backend: str | None = None, execution: Execution | None = None, audit: Audit | bool = False,
+            retrain: UnlearnResult | None = None) -> list[dict]:
     """Run Retrain and ``methods`` on one :class:`~wsscl_fast.data.ForgetScenario`.
 
     Methods calibrate on ``scenario.holdout`` (the bundle's validation split), never on its test set.
     Returns one row per method (the original model and Retrain first) with UA, RA, TA, MIA,
-    Avg. Gap to Retrain and RTE. ``configs`` maps method name to its config. With ``audit``,
-    every row (the original's too) also carries the audit's results.
+    Avg. Gap to Retrain and RTE. A method is a name, or a (row label, name) pair for a variant;
+    ``configs`` maps the label to its config. ``retrain``, an already trained Retrain (its model
+    and RTE), is evaluated instead of training one. With ``audit``, every row (the original's
+    too) also carries the audit's results.
     """
     configs = dict(configs or {})
     configs.setdefault("retrain", train_config or TrainConfig())
@@ -185,14 +188,23 @@ def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None
     if audit:
         rows[0].update(run_audit(model, scenario.forget, scenario.retain, audit, scenario.holdout, seed, device))
     reference = None
-    names = ("retrain", *[m for m in methods if m != "retrain"])
-    overall = Overall(len(names), f"compare ({scenario.name})", progress and distributed.is_main())
-    for name in names:
-        result = unlearn(model, scenario.forget, scenario.retain, name, configs.get(name), **common)
+    runs = [(m, m) if isinstance(m, str) else tuple(m) for m in methods]
+    runs = [("retrain", "retrain"), *[(label, name) for label, name in runs if label != "retrain"]]
+    overall = Overall(len(runs), f"compare ({scenario.name})", progress and distributed.is_main())
+    for label, name in runs:
+        if label == "retrain" and retrain is not None:
+            result = retrain
+            result.metrics = evaluate_unlearning(retrain.model, scenario.forget, scenario.retain, scenario.test,
+                                                 scenario.forgotten_test, device)
+            if audit:
+                result.audit = run_audit(retrain.model, scenario.forget, scenario.retain, audit, scenario.holdout,
+                                         seed, device)
+        else:
+            result = unlearn(model, scenario.forget, scenario.retain, name, configs.get(label), **common)
         reference = reference or result.metrics
-        rows.append(dict(method=name, seed=seed, **result.metrics, **(result.audit or {}), RTE=result.rte,
+        rows.append(dict(method=label, seed=seed, **result.metrics, **(result.audit or {}), RTE=result.rte,
                          timings=result.timings, config=result.config.to_dict(), info=result.info))
-        overall.advance(name)
+        overall.advance(label)
     overall.close()
     for row in rows:
         row["gap"] = avg_gap(row, reference)
