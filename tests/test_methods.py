@@ -265,3 +265,4 @@ def test_compare_takes_variants_and_a_trained_retrain(trained_digits_model, clas
     assert rows[0]["gap"] == 0.0  # the "Retrain" here is the original model itself
     assert rows[2]["UA"] != rows[3]["UA"] or rows[2]["RA"] != rows[3]["RA"]  # the variant's config was used
     assert all("relearn_k_FA" in r and "probe_FA" in r for r in rows)
+    assert retrain.metrics is None and retrain.audit is None  # the caller's result is left as it was

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -183,22 +183,24 @@ def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None
                   device=device, seed=seed, progress=progress, backend=backend, train_config=train_config,
                   execution=execution, audit=audit or False)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    original = evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test, device)
-    rows = [dict(method="original", seed=seed, **original, RTE=0.0, timings={}, config={})]
-    if audit:
-        rows[0].update(run_audit(model, scenario.forget, scenario.retain, audit, scenario.holdout, seed, device))
+
+    def measured(m: nn.Module) -> tuple[dict, dict | None]:
+        """(metrics, audit) of a model that compare() did not produce itself."""
+        metrics = evaluate_unlearning(m, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test,
+                                      device)
+        return metrics, run_audit(m, scenario.forget, scenario.retain, audit, scenario.holdout, seed, device) \
+            if audit else None
+
+    original, original_audit = measured(model)
+    rows = [dict(method="original", seed=seed, **original, **(original_audit or {}), RTE=0.0, timings={}, config={})]
     reference = None
     runs = [(m, m) if isinstance(m, str) else tuple(m) for m in methods]
     runs = [("retrain", "retrain"), *[(label, name) for label, name in runs if label != "retrain"]]
     overall = Overall(len(runs), f"compare ({scenario.name})", progress and distributed.is_main())
     for label, name in runs:
-        if label == "retrain" and retrain is not None:
-            result = retrain
-            result.metrics = evaluate_unlearning(retrain.model, scenario.forget, scenario.retain, scenario.test,
-                                                 scenario.forgotten_test, device)
-            if audit:
-                result.audit = run_audit(retrain.model, scenario.forget, scenario.retain, audit, scenario.holdout,
-                                         seed, device)
+        if label == "retrain" and retrain is not None:  # a copy: the caller's result is not written to
+            metrics, audited = measured(retrain.model)
+            result = replace(retrain, metrics=metrics, audit=audited)
         else:
             result = unlearn(model, scenario.forget, scenario.retain, name, configs.get(label), **common)
         reference = reference or result.metrics
