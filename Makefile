@@ -25,16 +25,16 @@ gate: $(STAMP)  # the full ahead-of-time compile sweep (sm_80 + sm_90, no GPU); 
 	$(PY) -m wsscl_fast.kernels.compile_gate --out benchmarks/results/compile_gate.md
 
 bench-quality: $(STAMP)  # both scenarios, 3 seeds, with the audit (about 80 minutes on 2 cores, caches included)
-	$(PY) benchmarks/bench_quality_cpu.py --forget random:0.1 --name quality_cpu
-	$(PY) benchmarks/bench_quality_cpu.py --forget class:0 --name quality_cpu_classwise
-	$(PY) benchmarks/update_readme.py
+	$(PY) -m benchmarks.bench_quality_cpu --forget random:0.1 --name quality_cpu
+	$(PY) -m benchmarks.bench_quality_cpu --forget class:0 --name quality_cpu_classwise
+	$(PY) -m benchmarks.update_readme
 
 bench-cpu: $(STAMP)
-	$(PY) benchmarks/bench_infonce.py --cpu
-	$(PY) benchmarks/bench_masked_step.py --cpu
+	$(PY) -m benchmarks.bench_infonce --cpu
+	$(PY) -m benchmarks.bench_masked_step --cpu
 
 bench-unlearn: $(STAMP)  # ResNet-18 on CIFAR-10 end to end (GPU); ARGS=--smoke checks the script on a CPU
-	$(PY) benchmarks/bench_unlearn.py $(ARGS)
+	$(PY) -m benchmarks.bench_unlearn $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info wsscl_fast/_C*.so

@@ -1,28 +1,26 @@
 """Fused InfoNCE forward+backward against the eager reference, torch.compile and Inf-CL.
 
 GPU mode (default when CUDA is present): shapes (N, M, D) = (256, 256, 512), (1024, 16384, 256),
-(4096, 65536, 256) in fp32 and bf16; median CUDA-event time of forward+backward, peak memory
+(4096, 65536, 256) in fp32 and bf16; median time of forward+backward (triton.testing.do_bench), peak memory
 beyond inputs and gradients, and the bf16 tensor-core floor (4 matmuls of 2*N*M*D FLOPs over
 the bf16 matmul rate measured in this run). CPU mode (--cpu): the C++ path against eager and
 against the three GEMMs alone, timed in alternating rounds.
 
-    python benchmarks/bench_infonce.py            # GPU
-    python benchmarks/bench_infonce.py --cpu      # CPU: C++ vs eager
+    python -m benchmarks.bench_infonce            # GPU
+    python -m benchmarks.bench_infonce --cpu      # CPU: C++ vs eager
 Writes benchmarks/results/infonce_{gpu,cpu}.json and .png (or --out DIR).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, environment, interleaved_median_times, write_json  # noqa: E402
+from benchmarks.harness import REPO, cuda_time_ms, environment, interleaved_median_times, write_json
 
-from wsscl_fast import infonce_loss  # noqa: E402
-from wsscl_fast.reference import infonce_loss_ref  # noqa: E402
+from wsscl_fast import infonce_loss
+from wsscl_fast.reference import infonce_loss_ref
 
 GPU_SHAPES = [(256, 256, 512), (1024, 16384, 256), (4096, 65536, 256)]
 CPU_SHAPES = [(256, 256, 512), (256, 4096, 512), (1024, 4096, 256)]
@@ -56,25 +54,10 @@ def variants(device: torch.device):
     return out
 
 
-def cuda_median_ms(fn, repeats=20, warmup=3) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def bf16_matmul_tflops(device) -> float:
     """Measured dense bf16 matmul rate (8192^3), the denominator of the floor."""
     x = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
-    ms = cuda_median_ms(lambda: x @ x, repeats=10)
+    ms = cuda_time_ms(lambda: x @ x)
     return 2 * 8192**3 / (ms * 1e-3) / 1e12
 
 
@@ -109,7 +92,7 @@ def measure_cpu(fns: dict, shape, dtype) -> dict:
 
 
 def measure_cuda(fn, shape, dtype, device) -> dict:
-    """Median CUDA-event time of forward+backward and the peak memory beyond inputs and gradients."""
+    """Median time (do_bench) of forward+backward and the peak memory beyond inputs and gradients."""
     step, inputs = make_step(fn, shape, dtype, device)
     step()  # compile / first launch outside the timing and the memory measurement
     for x in inputs:
@@ -121,7 +104,7 @@ def measure_cuda(fn, shape, dtype, device) -> dict:
     torch.cuda.synchronize()
     grads = sum(x.grad.numel() * x.grad.element_size() for x in inputs)
     extra = torch.cuda.max_memory_allocated(device) - base - grads
-    return dict(ms=cuda_median_ms(step), extra_mb=max(0, extra) / 2**20)
+    return dict(ms=cuda_time_ms(step), extra_mb=max(0, extra) / 2**20)
 
 
 def plot(results, path: Path, title: str):

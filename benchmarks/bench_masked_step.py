@@ -2,7 +2,7 @@
 
 GPU mode (default with CUDA): ResNet-18 (62 tensors, 11.7M parameters) and a flat 350M tensor;
 masked AdamW / SGD-momentum (fused Triton, one launch) against torch.optim.AdamW(fused=True)
-and foreach=True, and SGD foreach, each with grad.mul_(mask) first. Median CUDA-event time per
+and foreach=True, and SGD foreach, each with grad.mul_(mask) first. Median time (triton.testing.do_bench) per
 step and the bandwidth floor: bytes that must move (AdamW: read p, g, m, v, 1-byte mask; write
 p, m, v) over the device-to-device copy rate measured in the same run. Also the bit-packed
 mask and bf16 parameters, and the saliency threshold (radix select) for 350M scores against
@@ -11,23 +11,20 @@ CPU mode (--cpu): the C++ step against torch.optim.AdamW(foreach=True) plus mask
 10M parameters, with a check that both give the same numbers; the C++ threshold against
 torch.kthvalue.
 
-    python benchmarks/bench_masked_step.py          # GPU
-    python benchmarks/bench_masked_step.py --cpu    # CPU
+    python -m benchmarks.bench_masked_step          # GPU
+    python -m benchmarks.bench_masked_step --cpu    # CPU
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_infonce import cuda_median_ms  # noqa: E402
-from common import REPO, environment, interleaved_median_times, write_json  # noqa: E402
+from benchmarks.harness import REPO, cuda_time_ms, environment, interleaved_median_times, write_json
 
-from wsscl_fast import MaskedAdamW, MaskedSGD  # noqa: E402
-from wsscl_fast.reference import keep_count  # noqa: E402
+from wsscl_fast import MaskedAdamW, MaskedSGD
+from wsscl_fast.reference import keep_count
 
 
 def resnet18_shapes():
@@ -58,7 +55,7 @@ def copy_bandwidth(device) -> float:
     """Device-to-device copy rate in bytes/s (1 GiB buffer, read + write counted)."""
     x = torch.empty(2**28, device=device)
     y = torch.empty_like(x)
-    ms = cuda_median_ms(lambda: y.copy_(x), repeats=10)
+    ms = cuda_time_ms(lambda: y.copy_(x))
     return 2 * x.numel() * 4 / (ms * 1e-3)
 
 
@@ -107,11 +104,11 @@ def gpu(out: Path) -> dict:
         }
         for name, make in cases.items():
             params, masks = make_problem(shapes, device)
-            row["ms"][name] = cuda_median_ms(make(params, masks))
+            row["ms"][name] = cuda_time_ms(make(params, masks))
             del params, masks
             torch.cuda.empty_cache()
         params, masks = make_problem(shapes, device, dtype=torch.bfloat16)
-        row["ms"]["fused_adamw_bf16_params"] = cuda_median_ms(MaskedAdamW(params, masks, lr=1e-3, backend="triton").step)
+        row["ms"]["fused_adamw_bf16_params"] = cuda_time_ms(MaskedAdamW(params, masks, lr=1e-3, backend="triton").step)
         del params, masks
         torch.cuda.empty_cache()
         adamw_bytes = numel * (4 * 4 + 1 + 3 * 4)  # read p g m v + mask, write p m v
@@ -125,7 +122,7 @@ def gpu(out: Path) -> dict:
         row["adamw_speedup_vs_torch_fused"] = row["ms"]["torch_fused_adamw+mask"] / row["ms"]["fused_adamw"]
         results.append(row)
         print(row)
-    results.append(threshold_case(350_000_000, device, lambda fn: cuda_median_ms(fn, repeats=5)))
+    results.append(threshold_case(350_000_000, device, cuda_time_ms))
     return dict(copy_bandwidth_GBps=bandwidth / 1e9, results=results)
 
 

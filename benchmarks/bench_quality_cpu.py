@@ -7,31 +7,28 @@ forgetting (or --forget class:0), one original model and one Retrain per seed.
 The originals and Retrains are cached under benchmarks/.cache so that re-runs that only
 change method settings (--set) skip the training.
 
-    python benchmarks/bench_quality_cpu.py                 # about 30 minutes on 2 cores
-    python benchmarks/bench_quality_cpu.py --seeds 0 --set wsscl.contrastive_weight=1.0
+    python -m benchmarks.bench_quality_cpu                 # about 30 minutes on 2 cores
+    python -m benchmarks.bench_quality_cpu --seeds 0 --set wsscl.contrastive_weight=1.0
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import ConcatDataset, Subset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun  # noqa: E402
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun
 
-from wsscl_fast.api import UnlearnResult, compare  # noqa: E402
-from wsscl_fast.audit import Audit, MembershipReference, reference_halves  # noqa: E402
-from wsscl_fast.checkpoint import atomic_save  # noqa: E402
-from wsscl_fast.data import dataset_names, load_cifar10_bundle, make_scenario  # noqa: E402
-from wsscl_fast.methods import UNLEARNING_METHODS  # noqa: E402
-from wsscl_fast.metrics import predict_split  # noqa: E402
-from wsscl_fast.recipes import apply_overrides, recipe_for  # noqa: E402
-from wsscl_fast.report import write_report  # noqa: E402
-from wsscl_fast.training import train_model  # noqa: E402
+from wsscl_fast.api import UnlearnResult, compare
+from wsscl_fast.audit import Audit, MembershipReference, reference_halves
+from wsscl_fast.checkpoint import atomic_save
+from wsscl_fast.data import dataset_names, load_cifar10_bundle, make_scenario
+from wsscl_fast.methods import UNLEARNING_METHODS
+from wsscl_fast.metrics import predict_split
+from wsscl_fast.recipes import apply_overrides, recipe_for
+from wsscl_fast.report import write_report
+from wsscl_fast.training import train_model
 
 CACHE = REPO / "benchmarks" / ".cache" / "quality_cpu"
 

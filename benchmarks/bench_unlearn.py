@@ -12,9 +12,9 @@ In one run it
   5. measures training-step throughput (images/s, batch 256) of plain eager fp32 against the
      fast-path variants (bf16 autocast, channels-last, torch.compile).
 
-    python benchmarks/bench_unlearn.py                               # GPU, 10% random, seed 0
-    python benchmarks/bench_unlearn.py --forget class:0 --seeds 0 1 2
-    python benchmarks/bench_unlearn.py --smoke                       # CPU: tiny subset and CNN, seconds
+    python -m benchmarks.bench_unlearn                               # GPU, 10% random, seed 0
+    python -m benchmarks.bench_unlearn --forget class:0 --seeds 0 1 2
+    python -m benchmarks.bench_unlearn --smoke                       # CPU: tiny subset and CNN, seconds
 
 ``--smoke`` runs every step on a few hundred images with a width-8 CNN; it checks the script,
 not the targets.
@@ -24,25 +24,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_salun  # noqa: E402
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, synchronize, wsscl_vs_salun
 
-from wsscl_fast import Execution, compare, unlearn  # noqa: E402
-from wsscl_fast.data import DEFAULT_VALIDATION_SIZE, load_cifar10_bundle, make_scenario  # noqa: E402
-from wsscl_fast.metrics import predict_split  # noqa: E402
-from wsscl_fast.recipes import apply_overrides, recipe_for  # noqa: E402
-from wsscl_fast.report import write_report  # noqa: E402
-from wsscl_fast.training import train_model  # noqa: E402
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from wsscl_fast import Execution, Runtime, compare, unlearn
+from wsscl_fast.data import DEFAULT_VALIDATION_SIZE, load_cifar10_bundle, make_scenario
+from wsscl_fast.metrics import predict_split
+from wsscl_fast.recipes import apply_overrides, recipe_for
+from wsscl_fast.report import write_report
+from wsscl_fast.training import train_model
 
 
 def step_throughput(build_model, execution: Execution, device: torch.device, batch: int, steps: int) -> float:
@@ -134,11 +127,12 @@ def main(argv=None) -> int:
         print(f"seed {seed}: original test accuracy {originals[-1]['test_accuracy']:.2f}% "
               f"in {originals[-1]['train_seconds']:.1f} s")
         scenario = make_scenario(bundle, args.forget, seed=seed)
-        rows += compare(original, scenario, methods, configs, train_config=configs["retrain"], device=device,
-                        seed=seed, execution=fast)
+        rows += compare(original, scenario, methods, configs, train_config=configs["retrain"], seed=seed,
+                        runtime=Runtime(device=device, execution=fast))
         if "wsscl" in methods:
-            reference = unlearn(original, scenario.forget, scenario.retain, "wsscl", configs["wsscl"], device=device,
-                                seed=seed, backend="torch", execution=Execution.reference(), holdout=scenario.holdout)
+            reference = unlearn(original, scenario.forget, scenario.retain, "wsscl", configs["wsscl"],
+                                holdout=scenario.holdout, seed=seed,
+                                runtime=Runtime(device=device, backend="torch", execution=Execution.reference()))
             fast_rte = next(r["RTE"] for r in rows[::-1] if r["method"] == "wsscl")
             wsscl_paths.append(dict(seed=seed, reference_s=reference.rte, fast_s=fast_rte,
                                     speedup=reference.rte / fast_rte))

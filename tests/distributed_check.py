@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from wsscl_fast import WSSCLConfig, BaselineConfig, compute_saliency, distributed, infonce_loss, unlearn
+from wsscl_fast import BaselineConfig, Runtime, WSSCLConfig, compute_saliency, distributed, infonce_loss, unlearn
 from wsscl_fast.data import load_bundle, make_scenario
 
 
@@ -65,7 +65,7 @@ def main(out):
                            ("wsscl", WSSCLConfig(view_pad=0, view_flip=False, forget_epochs=2, forget_batch_size=20,
                                                  finetune_epochs=2, finetune_forget_weight=1.0, **no_augmentation))):
         loaders = [distributed.sharded_loader(data, config.batch_size, True, seed) for data, seed in ((forget, 1), (retain, 2))]
-        result = unlearn(model, *loaders, method, config, test=bundle.test, seed=0, progress=False)
+        result = unlearn(model, *loaders, method, config, test=bundle.test, seed=0, runtime=Runtime(progress=False))
         results[method] = dict(state=result.model.state_dict(), metrics=result.metrics)
     if distributed.is_main():
         torch.save(results, out)

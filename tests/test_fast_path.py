@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from wsscl_fast import Execution, WSSCLConfig, unlearn
+from wsscl_fast import Execution, Runtime, WSSCLConfig, unlearn
 from wsscl_fast.data import DeviceLoader, as_loader, make_loader, make_scenario
 from wsscl_fast.training import run_steps
 
@@ -85,8 +85,8 @@ def test_fast_wsscl_step_matches_the_reference_step(digits, trained_digits_model
     start = copy.deepcopy(trained_digits_model).to(device)
     runs = {}
     for name, how in (("reference", reference), ("fast", execution)):
-        result = unlearn(start, scenario.forget, scenario.retain, "wsscl", config, device=device, progress=False,
-                         backend="torch", execution=how, holdout=digits.validation)
+        result = unlearn(start, scenario.forget, scenario.retain, "wsscl", config, holdout=digits.validation,
+                         runtime=Runtime(device=device, progress=False, backend="torch", execution=how))
         assert result.info["execution"] == how.to_dict()
         runs[name] = _update(start, result.model.to(memory_format=torch.contiguous_format))
     error = (runs["fast"] - runs["reference"]).norm() / runs["reference"].norm()

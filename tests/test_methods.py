@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from wsscl_fast import BaselineConfig, WSSCLConfig, unlearn
+from wsscl_fast import BaselineConfig, Runtime, WSSCLConfig, unlearn
 from wsscl_fast.data import make_scenario
 from wsscl_fast.methods import ALL_METHODS, METHODS
 from wsscl_fast.metrics import evaluate_unlearning
+
+from helpers import QUIET
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_every_registered_method_is_covered():
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_method_forgets(method, trained_digits_model, classwise, original_metrics, tiny_recipe):
     result = unlearn(trained_digits_model, classwise.forget, classwise.retain, method,
-                     _short_config(method, tiny_recipe), test=classwise.test, progress=False)
+                     _short_config(method, tiny_recipe), test=classwise.test, runtime=QUIET)
     assert result.metrics["UA"] > original_metrics["UA"] + 5, (method, result.metrics, original_metrics)
     assert result.metrics["RA"] > 80, (method, result.metrics)
     assert result.rte > 0 and result.timings and all(v >= 0 for v in result.timings.values())
@@ -52,7 +54,7 @@ def test_method_forgets(method, trained_digits_model, classwise, original_metric
 def test_wsscl_stages_and_auto_bound(trained_digits_model, classwise, tiny_recipe):
     result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl",
                      _short_config("wsscl", tiny_recipe), test=classwise.test, holdout=classwise.holdout,
-                     progress=False)
+                     runtime=QUIET)
     assert set(result.timings) == {"saliency", "forget", "contrastive"}
     assert result.info["kl_bound_source"] == "holdout"
     assert result.info["removed_class_samples"] == len(classwise.forget)
@@ -66,13 +68,13 @@ def test_wsscl_without_a_holdout_uses_the_fallback_rule(trained_digits_model, cl
 
     config = _short_config("wsscl", tiny_recipe)
     result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl", config,
-                     test=classwise.test, progress=False)
+                     test=classwise.test, runtime=QUIET)
     assert result.info["kl_bound_source"] == "fallback" and "kl_bound_seen_class_mean" not in result.info
     assert result.info["kl_bound_removed_class_mean"] > 0  # a removed class: wrong-label losses of retain samples
     random_forget = make_scenario(digits, "random:0.1")  # every class remains: all samples get kl_bound_fallback
     images, labels = to_tensors(random_forget.forget)
     retain = DataLoader(random_forget.retain, batch_size=64)
-    bounds = kl_bounds(trained_digits_model, images, labels, retain, config, MethodContext(device=torch.device("cpu")))
+    bounds = kl_bounds(trained_digits_model, images, labels, retain, config, MethodContext(Runtime(device="cpu")))
     assert torch.equal(bounds, torch.full_like(bounds, config.kl_bound_fallback))
 
 
@@ -84,7 +86,7 @@ def test_the_test_set_never_shapes_the_weights(method, with_holdout, trained_dig
     noise = torch.utils.data.TensorDataset(torch.randn_like(images) * 3, torch.randint(0, 10, (len(images),)))
     models = [unlearn(trained_digits_model, classwise.forget, classwise.retain, method,
                       _short_config(method, tiny_recipe), test=test, forgotten_test=forgotten,
-                      holdout=classwise.holdout if with_holdout else None, progress=False).model.state_dict()
+                      holdout=classwise.holdout if with_holdout else None, runtime=QUIET).model.state_dict()
               for test, forgotten in ((classwise.test, classwise.forgotten_test), (noise, noise))]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 
@@ -95,7 +97,7 @@ def test_salun_freezes_unsalient_weights_exactly(trained_digits_model, classwise
     forget = DataLoader(classwise.forget, batch_size=len(classwise.forget))  # one batch: the same mask in both
     mask = compute_saliency(trained_digits_model, forget, ratio=0.5, mode="hard")
     result = unlearn(trained_digits_model, forget, classwise.retain, "salun",
-                     _short_config("salun", tiny_recipe), progress=False)
+                     _short_config("salun", tiny_recipe), runtime=QUIET)
     for before, after, m in zip(trained_digits_model.parameters(), result.model.parameters(), mask):
         assert torch.equal(before[~m], after[~m])
         assert not torch.equal(before[m], after[m]) or m.sum() == 0
@@ -113,8 +115,8 @@ def test_matched_quantiles_follow_the_reference_distribution():
 
 def test_l1_sparse_differs_from_ft(trained_digits_model, classwise, tiny_recipe):
     config = tiny_recipe.method_configs["l1_sparse"].replace(epochs=1, l1_alpha=1e-2)
-    ft = unlearn(trained_digits_model, classwise.forget, classwise.retain, "ft", config, progress=False).model
-    l1 = unlearn(trained_digits_model, classwise.forget, classwise.retain, "l1_sparse", config, progress=False).model
+    ft = unlearn(trained_digits_model, classwise.forget, classwise.retain, "ft", config, runtime=QUIET).model
+    l1 = unlearn(trained_digits_model, classwise.forget, classwise.retain, "l1_sparse", config, runtime=QUIET).model
     l1_norm = sum(p.abs().sum() for p in l1.parameters())
     assert l1_norm < sum(p.abs().sum() for p in ft.parameters())
 
@@ -122,11 +124,11 @@ def test_l1_sparse_differs_from_ft(trained_digits_model, classwise, tiny_recipe)
 def test_callers_model_is_untouched_unless_inplace(trained_digits_model, classwise, tiny_recipe):
     before = copy.deepcopy(trained_digits_model.state_dict())
     config = _short_config("ft", tiny_recipe)
-    result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "ft", config, progress=False)
+    result = unlearn(trained_digits_model, classwise.forget, classwise.retain, "ft", config, runtime=QUIET)
     assert result.model is not trained_digits_model
     assert all(torch.equal(v, before[k]) for k, v in trained_digits_model.state_dict().items())
     model = copy.deepcopy(trained_digits_model)
-    assert unlearn(model, classwise.forget, classwise.retain, "ft", config, inplace=True, progress=False).model is model
+    assert unlearn(model, classwise.forget, classwise.retain, "ft", config, inplace=True, runtime=QUIET).model is model
     assert not all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
@@ -134,10 +136,10 @@ def test_dataloaders_are_accepted_and_seeds_reproduce(trained_digits_model, clas
     config = _short_config("rl", tiny_recipe)
     loaders = [DataLoader(d, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
                for d in (classwise.forget, classwise.retain)]
-    a = unlearn(trained_digits_model, *loaders, "rl", config, progress=False, seed=5).model
+    a = unlearn(trained_digits_model, *loaders, "rl", config, runtime=QUIET, seed=5).model
     loaders = [DataLoader(d, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
                for d in (classwise.forget, classwise.retain)]
-    b = unlearn(trained_digits_model, *loaders, "rl", config, progress=False, seed=5).model
+    b = unlearn(trained_digits_model, *loaders, "rl", config, runtime=QUIET, seed=5).model
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
@@ -155,7 +157,7 @@ def test_api_errors(trained_digits_model, classwise):
         unlearn("model.pt", classwise.forget, classwise.retain)
     with pytest.raises(TypeError, match="has no nn.Linear layer"):
         unlearn(torch.nn.Sequential(torch.nn.Conv2d(1, 10, 8), torch.nn.Flatten()), classwise.forget,
-                classwise.retain, "wsscl", WSSCLConfig(forget_epochs=1, finetune_epochs=0), progress=False)
+                classwise.retain, "wsscl", WSSCLConfig(forget_epochs=1, finetune_epochs=0), runtime=QUIET)
 
 
 def test_config_validation():
@@ -172,9 +174,9 @@ def test_config_validation():
 def test_overlapping_forget_and_retain_are_refused(trained_digits_model, digits):
     with pytest.raises(ValueError, match="share 5 sample"):
         unlearn(trained_digits_model, Subset(digits.train, range(10)), Subset(digits.train, range(5, 100)), "ft",
-                BaselineConfig(epochs=1), progress=False)
+                BaselineConfig(epochs=1), runtime=QUIET)
     with pytest.raises(ValueError, match="the same dataset"):
-        unlearn(trained_digits_model, digits.train, digits.train, "ft", BaselineConfig(epochs=1), progress=False)
+        unlearn(trained_digits_model, digits.train, digits.train, "ft", BaselineConfig(epochs=1), runtime=QUIET)
 
 
 class _Doubled(torch.nn.Module):
@@ -209,8 +211,8 @@ def test_wsscl_takes_any_classifier_with_a_final_linear(build, head, classwise):
                          view_flip=False, head_module=head)
     forget, retain = Subset(classwise.forget, range(16)), Subset(classwise.retain, range(64))  # ResNet-18 on a CPU
     # backend="torch": the interpreted Triton steps over ResNet-18's 11M weights would take minutes
-    result = unlearn(model, forget, retain, "wsscl", config, test=Subset(classwise.test, range(64)), progress=False,
-                     backend="torch")
+    result = unlearn(model, forget, retain, "wsscl", config, test=Subset(classwise.test, range(64)),
+                     runtime=Runtime(progress=False, backend="torch"))
     assert set(result.timings) == {"saliency", "forget", "contrastive"}
     changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values())]
     assert any(changed)
@@ -219,10 +221,10 @@ def test_wsscl_takes_any_classifier_with_a_final_linear(build, head, classwise):
 def test_wsscl_refuses_a_head_that_is_not_the_output(classwise):
     with pytest.raises(TypeError, match="not the output of 'fc'"):
         unlearn(_Doubled(), classwise.forget, classwise.retain, "wsscl", WSSCLConfig(forget_epochs=1, finetune_epochs=0),
-                progress=False)
+                runtime=QUIET)
     with pytest.raises(ValueError, match="head_module 'nope' is not an nn.Linear"):
         unlearn(_Doubled(), classwise.forget, classwise.retain, "wsscl",
-                WSSCLConfig(forget_epochs=1, finetune_epochs=0, head_module="nope"), progress=False)
+                WSSCLConfig(forget_epochs=1, finetune_epochs=0, head_module="nope"), runtime=QUIET)
 
 
 def test_labels_and_models_unlearn_cannot_train_are_refused_by_name(trained_digits_model, digits):
@@ -235,13 +237,13 @@ def test_labels_and_models_unlearn_cannot_train_are_refused_by_name(trained_digi
     for forget, error, message in cases:
         with pytest.raises(error, match=message):
             unlearn(trained_digits_model, forget, Subset(digits.train, range(8, 40)), "ft", BaselineConfig(epochs=1),
-                    progress=False)
+                    runtime=QUIET)
     frozen = copy.deepcopy(trained_digits_model).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        unlearn(frozen, Subset(digits.train, range(8)), Subset(digits.train, range(8, 40)), "ft", progress=False)
+        unlearn(frozen, Subset(digits.train, range(8)), Subset(digits.train, range(8, 40)), "ft", runtime=QUIET)
     half = copy.deepcopy(trained_digits_model).bfloat16()
     with pytest.raises(TypeError, match=r"must be float32, got \['torch.bfloat16'\]"):
-        unlearn(half, Subset(digits.train, range(8)), Subset(digits.train, range(8, 40)), "ft", progress=False)
+        unlearn(half, Subset(digits.train, range(8)), Subset(digits.train, range(8, 40)), "ft", runtime=QUIET)
 
 
 @pytest.mark.parametrize("spec, message", [("class:abc", "expected a class index in \\[0, 10\\)"),
@@ -258,7 +260,7 @@ def test_compare_takes_variants_and_a_trained_retrain(trained_digits_model, clas
     ga = tiny_recipe.method_configs["ga"].replace(ga_epochs=1)
     retrain = UnlearnResult(copy.deepcopy(trained_digits_model), "retrain", tiny_recipe.train, rte=123.0, timings={})
     rows = compare(trained_digits_model, classwise, ["ga", ("ga [lr 1e-3]", "ga")],
-                   {"ga": ga, "ga [lr 1e-3]": ga.replace(ga_lr=1e-3)}, retrain=retrain, progress=False,
+                   {"ga": ga, "ga [lr 1e-3]": ga.replace(ga_lr=1e-3)}, retrain=retrain, runtime=QUIET,
                    audit=Audit(relearn_forget_steps=2))
     assert [r["method"] for r in rows] == ["original", "retrain", "ga", "ga [lr 1e-3]"]
     assert rows[1]["RTE"] == 123.0 and rows[1]["gap"] == 0.0  # evaluated, not retrained

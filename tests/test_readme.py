@@ -22,8 +22,8 @@ def test_readme_result_tables_match_the_results_files():
     import subprocess
     import sys
 
-    script = README.parent / "benchmarks" / "update_readme.py"
     text = README.read_text()
     assert "<!-- table: " in text, "the README quotes no result tables"
-    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    check = subprocess.run([sys.executable, "-m", "benchmarks.update_readme", "--check"], capture_output=True, text=True,
+                           cwd=README.parent)
     assert check.returncode == 0, check.stdout + check.stderr

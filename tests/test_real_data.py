@@ -3,18 +3,14 @@ the uint8 cache, training, Retrain, FT / RL / SalUn / WSS-CL, the report and the
 throughput sections of benchmarks/bench_unlearn.py (its --smoke mode, a tiny CNN)."""
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
 
 def test_bench_unlearn_smoke_on_real_cifar10(cifar10_root, tmp_path, monkeypatch):
-    import bench_unlearn
+    from benchmarks import bench_unlearn
 
     monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
     args = ["--smoke", "--data-root", str(cifar10_root), "--train-size", "2000", "--test-size", "500",

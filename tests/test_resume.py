@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from wsscl_fast import unlearn
+from wsscl_fast import Runtime, unlearn
 from wsscl_fast.data import load_bundle, make_scenario
 from wsscl_fast.recipes import recipe_for
 from wsscl_fast.record import weights_digest
@@ -47,8 +47,8 @@ class StopAfterSaves(RunState):
 
 def run(setup, method, run_state=None):
     model, scenario, configs = setup
-    result = unlearn(model, scenario.forget, scenario.retain, method, configs[method], seed=3, progress=False,
-                     run_state=run_state)
+    result = unlearn(model, scenario.forget, scenario.retain, method, configs[method], seed=3,
+                     runtime=Runtime(progress=False, run_state=run_state))
     return weights_digest(result.model.state_dict())
 
 

@@ -1,13 +1,13 @@
 """wsscl_fast: machine unlearning of image classifiers with WSS-CL, and fused kernels for it."""
 from .api import UnlearnResult, compare, unlearn
 from .config import BaselineConfig, TrainConfig, WSSCLConfig
-from .execution import Execution
+from .execution import Execution, Runtime
 from .ops import InfoNCELoss, infonce_loss
 from .optim import MaskedAdamW, MaskedSGD
 from .saliency import compute_saliency
 
 __all__ = [
-    "unlearn", "compare", "UnlearnResult", "WSSCLConfig", "BaselineConfig", "TrainConfig", "Execution",
+    "unlearn", "compare", "UnlearnResult", "WSSCLConfig", "BaselineConfig", "TrainConfig", "Execution", "Runtime",
     "infonce_loss", "InfoNCELoss", "MaskedSGD", "MaskedAdamW", "compute_saliency",
 ]
 __version__ = "0.1.0"

@@ -12,12 +12,13 @@ from torch.utils.data import DataLoader, Subset
 from . import distributed
 from .audit import Audit, as_audit, run_audit
 from .config import TrainConfig
-from .execution import Execution
+from .execution import Runtime
 from .data import dataset_labels, make_loader
 from .methods import UNLEARNING_METHODS, MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
 from .models import num_outputs
 from .progress import Overall
+from .seeding import stream_seed
 
 
 @dataclass
@@ -89,10 +90,9 @@ def _check_labels(name: str, loader, num_classes: int) -> None:
                          f"{bad[:5].tolist()}")
 
 
-def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, test=None,
-            forgotten_test=None, holdout=None, train_config: TrainConfig | None = None, device=None,
-            seed: int = 0, inplace: bool = False, progress: bool = True, backend: str | None = None,
-            run_state=None, execution: Execution | None = None, audit: Audit | bool = False) -> UnlearnResult:
+def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, holdout=None,
+            test=None, forgotten_test=None, audit: Audit | bool = False, seed: int = 0, inplace: bool = False,
+            runtime: Runtime | None = None) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model``, keeping ``retain``.
 
     ``forget`` and ``retain`` are Datasets or DataLoaders of (image, label) with the eval
@@ -102,13 +102,17 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     With ``test`` the result carries UA/RA/TA/MIA; ``test`` is used for nothing else.
     ``holdout`` is unseen data that the method may calibrate on (WSS-CL's ``kl_bound="auto"``):
     a validation split that the original model did not train on, never the test set. Without
-    it WSS-CL uses its fixed fallback bounds (``WSSCLConfig.kl_bound``). The caller's model is
-    copied unless ``inplace=True``. ``run_state`` (a :class:`~wsscl_fast.runstate.RunState`)
-    checkpoints at epoch boundaries and resumes a run that was stopped. ``execution``
-    (:class:`~wsscl_fast.execution.Execution`) picks the reference or the fast path; the
-    default is the fast path on CUDA (on-device data, bf16 autocast) and the reference on CPU.
-    ``audit`` (True or an :class:`~wsscl_fast.audit.Audit`) adds the relearning attack, the
-    linear probe and, with reference models, the membership test to the result (``result.audit``).
+    it WSS-CL uses its fallback bounds (``methods/wsscl.py: kl_bounds``).
+
+    What evaluates the result: ``test`` (and ``forgotten_test``, the test samples of removed
+    classes) give ``result.metrics`` (UA/RA/TA/MIA); ``audit`` (True or an
+    :class:`~wsscl_fast.audit.Audit`) adds the relearning attack, the linear probe and, with
+    reference models, the membership test (``result.audit``).
+
+    What runs it: ``runtime`` (:class:`~wsscl_fast.execution.Runtime`: device, op backend,
+    reference or fast path, progress bars, a RunState to resume from); the default runs on the
+    model's device, on the fast path on CUDA (on-device data, bf16 autocast) and the reference
+    path on the CPU. The caller's model is copied unless ``inplace=True``.
 
     Under ``torchrun`` (a process group initialised, e.g. by ``distributed.init_from_env``),
     Datasets are sharded over the ranks (each global batch split between them), the model is
@@ -117,7 +121,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     same model and metrics.
 
     >>> from wsscl_fast import unlearn, WSSCLConfig          # doctest: +SKIP
-    >>> result = unlearn(model, forget_set, retain_set, config=WSSCLConfig(), test=test_set)
+    >>> result = unlearn(model, forget_set, retain_set, config=WSSCLConfig(), holdout=val_set, test=test_set)
     >>> result.model, result.metrics["UA"], result.rte
     """
     if not isinstance(model, nn.Module):
@@ -127,11 +131,11 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     if not isinstance(config, spec.config_class):
         raise TypeError(f"method {method!r} takes a {spec.config_class.__name__}, got {type(config).__name__}")
     _check_disjoint(forget, retain)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    execution = execution or Execution.default_for(device)
+    runtime = (runtime or Runtime()).resolved(model)
+    device, execution, run_state = runtime.device, runtime.execution, runtime.run_state
     batches_on = device if execution.device_data else None
-    forget_loader = _loader("forget", forget, config.batch_size, seed, batches_on)
-    retain_loader = _loader("retain", retain, config.batch_size, seed + 1, batches_on)
+    forget_loader = _loader("forget", forget, config.batch_size, stream_seed(seed, "forget_loader"), batches_on)
+    retain_loader = _loader("retain", retain, config.batch_size, stream_seed(seed, "retain_loader"), batches_on)
 
     _check_model(model)
     target = model if inplace else copy.deepcopy(model)
@@ -139,9 +143,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     num_classes = num_outputs(target, torch.as_tensor(forget_loader.dataset[0][0])[None].to(device))
     for name, loader in (("forget", forget_loader), ("retain", retain_loader)):
         _check_labels(name, loader, num_classes)
-    ctx = MethodContext(device=device, seed=seed, progress=progress and distributed.is_main(), backend=backend,
-                        holdout=holdout,
-                        train_config=train_config or TrainConfig(), run_state=run_state, execution=execution)
+    ctx = MethodContext(runtime, seed=seed, holdout=holdout)
     ctx.info["execution"] = execution.to_dict()
     if run_state is not None:
         run_state.track_loader(forget_loader)
@@ -163,26 +165,29 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     return UnlearnResult(target, method, config, rte, dict(ctx.timings), metrics, dict(ctx.info), audited)
 
 
-def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None,
-            *, train_config: TrainConfig | None = None, device=None, seed: int = 0, progress: bool = True,
-            backend: str | None = None, execution: Execution | None = None, audit: Audit | bool = False,
-            retrain: UnlearnResult | None = None) -> list[dict]:
+def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None, *,
+            train_config: TrainConfig | None = None, retrain: UnlearnResult | None = None,
+            audit: Audit | bool = False, seed: int = 0, runtime: Runtime | None = None) -> list[dict]:
     """Run Retrain and ``methods`` on one :class:`~wsscl_fast.data.ForgetScenario`.
 
     Methods calibrate on ``scenario.holdout`` (the bundle's validation split), never on its test set.
     Returns one row per method (the original model and Retrain first) with UA, RA, TA, MIA,
     Avg. Gap to Retrain and RTE. A method is a name, or a (row label, name) pair for a variant;
     ``configs`` maps the label to its config. ``retrain``, an already trained Retrain (its model
-    and RTE), is evaluated instead of training one. With ``audit``, every row (the original's
-    too) also carries the audit's results.
+    and RTE), is evaluated instead of training one; otherwise Retrain trains with
+    ``train_config`` (``configs["retrain"]`` when given). With ``audit``, every row (the
+    original's too) also carries the audit's results. ``runtime`` is :func:`unlearn`'s.
     """
     configs = dict(configs or {})
     configs.setdefault("retrain", train_config or TrainConfig())
     audit = as_audit(audit)
+    runtime = (runtime or Runtime()).resolved(model)
+    if runtime.run_state is not None:
+        raise ValueError("compare() runs several methods, and a RunState belongs to one unlearn() run; "
+                         "pass runtime without run_state")
     common = dict(test=scenario.test, forgotten_test=scenario.forgotten_test, holdout=scenario.holdout,
-                  device=device, seed=seed, progress=progress, backend=backend, train_config=train_config,
-                  execution=execution, audit=audit or False)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+                  seed=seed, runtime=runtime, audit=audit or False)
+    device = runtime.device
 
     def measured(m: nn.Module) -> tuple[dict, dict | None]:
         """(metrics, audit) of a model that compare() did not produce itself."""
@@ -196,7 +201,7 @@ def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None
     reference = None
     runs = [(m, m) if isinstance(m, str) else tuple(m) for m in methods]
     runs = [("retrain", "retrain"), *[(label, name) for label, name in runs if label != "retrain"]]
-    overall = Overall(len(runs), f"compare ({scenario.name})", progress and distributed.is_main())
+    overall = Overall(len(runs), f"compare ({scenario.name})", runtime.progress and distributed.is_main())
     for label, name in runs:
         if label == "retrain" and retrain is not None:  # a copy: the caller's result is not written to
             metrics, audited = measured(retrain.model)

@@ -26,6 +26,7 @@ from torch.utils.data import Subset
 from .data import as_loader, dataset_names, to_tensors
 from .metrics import predict_split
 from .models import FeaturesAndLogits
+from .seeding import stream_generator, stream_seed
 
 LOW_FPRS = (0.01, 0.001)  #: the false-positive rates at which the membership test reports its TPR
 
@@ -96,8 +97,8 @@ def relearning_attack(model: nn.Module, forget, retain, audit: Audit, seed: int 
     (``relearn_retain_FA``) and, on the other forget samples, after relearning from k of them
     (``relearn_k_FA``, k in ``relearn_k``)."""
     device = device or next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    loader = as_loader(retain, audit.batch_size, shuffle=True, seed=seed)
+    generator = stream_generator(seed, "relearn_forget_samples")
+    loader = as_loader(retain, audit.batch_size, shuffle=True, seed=stream_seed(seed, "relearn_retain_loader"))
     batches = (batch[:2] for _ in range(audit.relearn_epochs) for batch in loader)
     after_retain = _fine_tuned(model, batches, audit.relearn_lr, device)
     n = len(forget)
@@ -132,7 +133,7 @@ def linear_probe(model: nn.Module, forget, retain, audit: Audit, seed: int = 0, 
 
     device = device or next(model.parameters()).device
     was_training = model.training
-    rows = torch.randperm(len(retain), generator=torch.Generator().manual_seed(seed))[:audit.probe_samples]
+    rows = torch.randperm(len(retain), generator=stream_generator(seed, "probe_samples"))[:audit.probe_samples]
     z_r, y_r = features(model, Subset(retain, rows.tolist()), device, head_module)
     z_f, y_f = features(model, forget, device, head_module)
     model.train(was_training)
@@ -235,7 +236,7 @@ def train_references(build_model, pool, config, count: int, seed: int = 0, devic
     members = reference_halves(len(pool), count, seed)
     models = []
     for r, half in enumerate(members):
-        torch.manual_seed(seed + r)
+        torch.manual_seed(stream_seed(seed, f"reference {r} init"))
         models.append(train_model(build_model(), Subset(pool, half.nonzero().flatten().tolist()), config,
-                                  torch.device(device), seed=seed + r, progress=progress, desc=f"reference {r}"))
+                                  torch.device(device), seed=stream_seed(seed, f"reference {r}"), progress=progress, desc=f"reference {r}"))
     return MembershipReference(models, dataset_names(pool), members)

@@ -17,7 +17,7 @@ from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
 from .config import TrainConfig
 from .data import DATASETS, DEFAULT_VALIDATION_SIZE, load_bundle, make_scenario, read_index_file, write_sample_ids
-from .execution import Execution
+from .execution import Execution, Runtime
 from .methods import ALL_METHODS, UNLEARNING_METHODS
 from .metrics import evaluate_unlearning, predict_split
 from .progress import Overall
@@ -67,6 +67,12 @@ def _execution(args) -> Execution:
     if args.execution == "auto" and torch.device(args.device).type != "cuda" and not (args.channels_last or args.compile):
         return Execution.reference()
     return Execution.fast(channels_last=args.channels_last, compile=args.compile)
+
+
+def _runtime(args, run_state=None) -> Runtime:
+    """The Runtime of unlearn()/compare() from the shared flags (``--backend`` where the command has it)."""
+    return Runtime(device=args.device, backend=getattr(args, "backend", None), execution=_execution(args),
+                   progress=not args.quiet, run_state=run_state)
 
 
 def _data_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -209,10 +215,8 @@ def cmd_unlearn(args) -> int:
                            config=configs[args.method].to_dict(), original=original_digest)
     with run_state.stop_on_signals():
         result = unlearn(model, scenario.forget, scenario.retain, args.method, configs[args.method],
-                         test=scenario.test, forgotten_test=scenario.forgotten_test, holdout=scenario.holdout,
-                         device=args.device, seed=args.seed,
-                         progress=not args.quiet, backend=args.backend, run_state=run_state,
-                         execution=_execution(args), audit=args.audit)
+                         holdout=scenario.holdout, test=scenario.test, forgotten_test=scenario.forgotten_test,
+                         audit=args.audit, seed=args.seed, runtime=_runtime(args, run_state))
     if not distributed.is_main():  # every rank holds the same result; rank 0 writes it
         return 0
     _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"}
@@ -279,12 +283,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, device, progress: bool,
-                   execution: Execution | None = None, audit: bool = False) -> tuple[list[dict], str]:
+def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, runtime: Runtime,
+                   audit: bool = False) -> tuple[list[dict], str]:
     """(rows of :func:`~wsscl_fast.api.compare`, report title) for one forget spec and seed."""
     scenario = make_scenario(bundle, forget_spec, seed=seed)
-    rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, device=device,
-                   seed=seed, progress=progress, execution=execution, audit=audit)
+    rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, audit=audit,
+                   seed=seed, runtime=runtime)
     return rows, (f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} "
                   f"({len(scenario.forget)} of {len(bundle.train)} samples)")
 
@@ -304,8 +308,7 @@ def cmd_compare(args) -> int:
     methods = [m for m in args.methods.split(",") if m]
     recipe.method_configs = apply_overrides(recipe.method_configs, args.set, used=("retrain", *methods))
     model.to(args.device)
-    rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, torch.device(args.device),
-                                 not args.quiet, _execution(args), args.audit)
+    rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, _runtime(args), args.audit)
     if distributed.is_main():
         print(write_report(rows, Path(args.out), "compare", title,
                            extra={"forget": args.forget, "device": str(args.device)}))
@@ -333,8 +336,8 @@ def cmd_demo(args) -> int:
         accuracy = predict_split(model, bundle.test).accuracy
         print(f"seed {seed}: original small CNN on digits, test accuracy {accuracy:.1f}%")
         for spec, name, _ in DEMO_SCENARIOS:
-            seed_rows, titles[name] = run_comparison(model, bundle, recipe, spec, UNLEARNING_METHODS, seed, device,
-                                                     not args.quiet, _execution(args))
+            seed_rows, titles[name] = run_comparison(model, bundle, recipe, spec, UNLEARNING_METHODS, seed,
+                                                     _runtime(args))
             rows[name] += seed_rows
             overall.advance(f"seed {seed}, {name}")
     overall.close()

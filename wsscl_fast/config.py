@@ -105,9 +105,10 @@ class WSSCLConfig(_Common):
     (``methods/wsscl.py: kl_bounds``, which also gives the rule without a holdout).
 
     Stage 2 (contrastive fine-tuning): CE(retain) + ``contrastive_weight`` *
-    InfoNCE(z(aug_a x_f), z(aug_b x_f), z(x_r); ``temperature``) on L2-normalised backbone
-    features, for ``finetune_epochs`` passes over the retain set, with
-    ``finetune_forget_batch_size`` forget samples per step; with ``finetune_forget_weight`` > 0
+    InfoNCE(z(x_f), z(aug x_f), z(x_r); ``temperature``) on L2-normalised backbone features
+    (anchor: the clean forget image; positive: its view; negatives: the retain batch), for
+    ``finetune_epochs`` passes over the retain set, with ``finetune_forget_batch_size`` forget
+    samples per step; with ``finetune_forget_weight`` > 0
     stage 1's bounded KL term, on the clean forget images and divided by each sample's bound
     (the fraction of the way to "unseen"), stays in the loss (our reading of "adversarial
     fine-tuning": forgetting pressure while utility recovers).
@@ -151,7 +152,7 @@ class WSSCLConfig(_Common):
     finetune_forget_batch_size: int = 32
     contrastive_weight: float = 1.0  #: lambda
     temperature: float = 0.5  #: of the InfoNCE loss
-    finetune_forget_weight: float = 2.5  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
+    finetune_forget_weight: float = 3.5  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
 
     def __post_init__(self):
         super().__post_init__()

@@ -17,7 +17,7 @@ On the CPU the default is the reference path.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -65,6 +65,44 @@ class Execution:
         if self.compile:
             module = torch.compile(module)
         return module
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how ``unlearn()`` and ``compare()`` run; none of it changes what is computed
+    (beyond bf16 rounding on the fast path).
+
+    - ``device``: None runs on the model's device;
+    - ``backend``: the op backend ("torch", "cpp", "triton"); None takes ``WSSCL_BACKEND``, else
+      the device's default (backends.py);
+    - ``execution``: the reference or fast path; None takes :meth:`Execution.default_for` the device;
+    - ``progress``: progress bars (on the main rank only under torchrun);
+    - ``run_state``: a :class:`~wsscl_fast.runstate.RunState` that checkpoints at epoch
+      boundaries and resumes a stopped run.
+    """
+
+    device: torch.device | str | None = None
+    backend: str | None = None
+    execution: Execution | None = None
+    progress: bool = True
+    run_state: object = None
+
+    def __post_init__(self):
+        if self.device is not None and not isinstance(self.device, (str, torch.device)):
+            raise TypeError(f"Runtime.device must be a torch.device, a string or None, got {type(self.device).__name__}")
+        if self.execution is not None and not isinstance(self.execution, Execution):
+            raise TypeError(f"Runtime.execution must be an Execution or None, got {type(self.execution).__name__}")
+        if not isinstance(self.progress, bool):
+            raise TypeError(f"Runtime.progress must be True or False, got {self.progress!r}")
+
+    def resolved(self, model: nn.Module | None = None) -> "Runtime":
+        """This runtime with ``device`` (the model's when None; CPU without a model) and
+        ``execution`` (the device's default when None) filled in."""
+        device = self.device
+        if device is None:
+            device = next(model.parameters()).device if model is not None else "cpu"
+        device = torch.device(device)
+        return replace(self, device=device, execution=self.execution or Execution.default_for(device))
 
 
 class _ChannelsLastInputs(nn.Module):

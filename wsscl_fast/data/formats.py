@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..checkpoint import atomic_save, atomic_write_bytes
+from ..seeding import stream_seed
 
 DATASETS = ("digits", "cifar10", "fashion-mnist")  #: what load_bundle() loads
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -296,7 +297,7 @@ def load_cifar10_bundle(root: str | os.PathLike, train_size: int | None = None, 
     classes, train = _cifar_split(root, "train")
     _, test = _cifar_split(root, "test")
     train_split, validation_split = _seeded_train_validation(*train, train_size, validation_size, seed)
-    test_split = _seeded_subset(*test, test_size, seed + 1)
+    test_split = _seeded_subset(*test, test_size, stream_seed(seed, "test_subset"))
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     make = lambda xyn: ImageTensorDataset(*xyn[:2], mean, std, classes, xyn[2])  # noqa: E731
     return DataBundle("cifar10", make(train_split), make(test_split), aug_pad=4, aug_flip=True,

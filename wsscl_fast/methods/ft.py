@@ -10,5 +10,5 @@ def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.lr)
         run_steps(model, optimizer, epoch_batches(retain_loader, config.epochs),
-                  cross_entropy_step(ctx.parallel(model), config, ctx, ctx.generator()),
+                  cross_entropy_step(ctx.parallel(model), config, ctx, ctx.generator("augment")),
                   total=config.epochs * len(retain_loader), desc="ft", **ctx.loop(len(retain_loader)))

@@ -9,6 +9,6 @@ from .registry import register
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.ga_lr)
-        ce = cross_entropy_step(ctx.parallel(model), config, ctx, ctx.generator())
+        ce = cross_entropy_step(ctx.parallel(model), config, ctx, ctx.generator("augment"))
         run_steps(model, optimizer, epoch_batches(forget_loader, config.ga_epochs), lambda batch: -ce(batch),
                   total=config.ga_epochs * len(forget_loader), desc="ga", **ctx.loop(len(forget_loader)))

@@ -11,7 +11,7 @@ from .registry import register
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.lr)
-        generator, net = ctx.generator(), ctx.parallel(model)
+        generator, net = ctx.generator("augment"), ctx.parallel(model)
         batches = ((epoch, batch) for epoch in range(config.epochs) for batch in retain_loader)
 
         def loss_fn(epoch_and_batch):

@@ -10,24 +10,42 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed
-from ..config import TrainConfig
-from ..execution import Execution
+from ..execution import Execution, Runtime
+from ..seeding import stream_generator
 
 
 @dataclass
 class MethodContext:
     """What a method needs besides the model, the loaders and its config."""
 
-    device: torch.device
+    runtime: Runtime = field(default_factory=Runtime)  #: where and how it runs (resolved: device and execution set)
     seed: int = 0
-    progress: bool = True
-    backend: str | None = None
     holdout: Dataset | None = None  #: unseen data, for settings calibrated on it (WSS-CL's kl_bound="auto")
-    train_config: TrainConfig = field(default_factory=TrainConfig)  #: Retrain's recipe
     timings: dict = field(default_factory=dict)  #: stage name -> seconds
     info: dict = field(default_factory=dict)  #: values a method chose at run time (e.g. WSS-CL's KL bound)
-    run_state: object = None  #: a RunState when the run checkpoints and can resume (runstate.py)
-    execution: Execution = field(default_factory=Execution)  #: reference or fast path (execution.py)
+
+    def __post_init__(self):
+        self.runtime = self.runtime.resolved()
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def backend(self) -> str | None:
+        return self.runtime.backend
+
+    @property
+    def execution(self) -> Execution:
+        return self.runtime.execution
+
+    @property
+    def run_state(self):
+        return self.runtime.run_state
+
+    @property
+    def progress(self) -> bool:
+        return self.runtime.progress and distributed.is_main()
 
     @contextmanager
     def stage(self, name: str):
@@ -45,9 +63,10 @@ class MethodContext:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def generator(self, offset: int = 0) -> torch.Generator:
-        """A seeded generator on the device, whose state a resumable run saves."""
-        generator = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
+    def generator(self, stream: str) -> torch.Generator:
+        """The generator of the named random stream ``stream`` (seeding.py), on the device;
+        a resumable run saves its state."""
+        generator = stream_generator(self.seed, stream, self.device)
         if self.run_state is not None:
             self.run_state.track(generator)
         return generator

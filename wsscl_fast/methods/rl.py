@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BaselineConfig
-from .common import augmented, make_sgd, mixed_batches
+from ..seeding import stream_seed
 from ..training import run_steps
+from .common import augmented, make_sgd, mixed_batches
 from .registry import register
 
 
@@ -17,7 +18,7 @@ def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, sa
     retain batch (true labels) in a seeded random order; CE on each batch."""
     num_classes = model(next(iter(forget_loader))[0][:1].to(ctx.device)).shape[1]
     optimizer = make_sgd(model, config, config.lr, saliency, ctx.backend, saliency_storage)
-    augment_generator, label_generator = ctx.generator(1), ctx.generator(2)
+    augment_generator, label_generator = ctx.generator("augment"), ctx.generator("random_labels")
     net = ctx.parallel(model)
 
     def loss_fn(tagged):
@@ -28,7 +29,7 @@ def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, sa
         return F.cross_entropy(net(x), y)
 
     total = config.epochs * (len(forget_loader) + len(retain_loader))
-    run_steps(model, optimizer, mixed_batches(forget_loader, retain_loader, config.epochs, ctx.seed), loss_fn,
+    run_steps(model, optimizer, mixed_batches(forget_loader, retain_loader, config.epochs, stream_seed(ctx.seed, "batch_order")), loss_fn,
               total=total, desc=desc, **ctx.loop(len(forget_loader) + len(retain_loader)))
 
 

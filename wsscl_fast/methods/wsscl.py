@@ -19,6 +19,7 @@ from ..models import FeaturesAndLogits
 from ..ops import infonce_loss
 from ..reference import forgetting_loss_ref
 from ..saliency import compute_saliency
+from ..seeding import stream_generator
 from ..training import cycle, run_steps
 from .common import augmented, make_sgd, saliency_storage
 from .registry import register
@@ -95,7 +96,7 @@ def kl_bounds(model, forget_images, forget_labels, retain_loader, config: WSSCLC
         seen = matched_quantiles(reference_true, forget_nll)
         ctx.info.update(kl_bound_seen_class_mean=float(reference_true.mean()))
     else:
-        rows = torch.randperm(len(retain_labels), generator=torch.Generator().manual_seed(ctx.seed))
+        rows = torch.randperm(len(retain_labels), generator=stream_generator(ctx.seed, "fallback_reference"))
         sample = Subset(retain_loader.dataset, rows[:FALLBACK_REFERENCE_SAMPLES].tolist())
         reference_wrong = sample_losses(model, sample, ctx.device)[1] if removed.any() else None
         seen = torch.full_like(forget_nll, config.kl_bound_fallback)
@@ -122,9 +123,9 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
     pseudo_labels, bounds = targets
     optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend,
                          saliency_storage(config.saliency_mode))
-    augment_generator = ctx.generator(2)
+    augment_generator = ctx.generator("forget_augment")
     steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
-    batches = zip(forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator(3)), cycle(retain_loader))
+    batches = zip(forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator("forget_batches")), cycle(retain_loader))
 
     def loss_fn(pair):
         index, retain_batch = pair
@@ -147,9 +148,9 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
     pseudo_labels, bounds = targets
     optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend,
                          saliency_storage(config.saliency_mode))
-    augment_generator = ctx.generator(4)
+    augment_generator = ctx.generator("finetune_augment")
     batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.finetune_forget_batch_size,
-                                                       ctx.generator(5)))
+                                                       ctx.generator("finetune_forget_batches")))
     group = torch.distributed.group.WORLD if distributed.active() else None
 
     def loss_fn(pair):
@@ -185,7 +186,7 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
     net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
     with ctx.stage("forget"):
-        targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator(1)),
+        targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator("pseudo_label_views")),
                    kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
         if config.forget_epochs:
             forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx)

@@ -1,4 +1,10 @@
-"""Helpers shared by the benchmark scripts: environment stamp, timing statistics, output paths."""
+"""The one benchmark harness: timing (CUDA and CPU), environment capture, result writing, and
+issue 14's verdict. Every script runs as ``python -m benchmarks.NAME`` from the repository root.
+
+- CUDA: :func:`cuda_time_ms`, Triton's ``do_bench`` (L2 flushed, median of repeated runs).
+- CPU: :func:`interleaved_median_times`, variants timed in alternating rounds.
+- :func:`environment` stamps date, device, library versions and git commit into each result.
+"""
 from __future__ import annotations
 
 import datetime
@@ -50,16 +56,18 @@ def environment(device: torch.device | None = None) -> dict:
     return info
 
 
-def median_time(fn, repeats: int = 10, warmup: int = 2) -> float:
-    """Median wall seconds of ``fn()`` on the CPU."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cuda_time_ms(fn, rep_ms: float = 100.0) -> float:
+    """Median milliseconds of ``fn()`` on the current CUDA device, by ``triton.testing.do_bench``:
+    it synchronises, flushes the L2 cache before each run, warms up for 25 ms and repeats for
+    about ``rep_ms``."""
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=25, rep=rep_ms, return_mode="median"))
 
 
 def interleaved_median_times(fns: dict, rounds: int = 15, warmup: int = 2) -> dict:

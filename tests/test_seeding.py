@@ -1,0 +1,30 @@
+"""Named random streams (seeding.py): stable, distinct, independent of creation order."""
+import pytest
+import torch
+
+from wsscl_fast import Runtime
+from wsscl_fast.methods import MethodContext
+from wsscl_fast.seeding import stream_generator, stream_seed
+
+
+def test_a_stream_seed_depends_on_the_run_seed_and_the_name_only():
+    assert stream_seed(3, "augment") == stream_seed(3, "augment")
+    seeds = {stream_seed(s, name) for s in range(4) for name in ("augment", "forget_batches", "retain_loader")}
+    assert len(seeds) == 12
+    assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_streams_do_not_shift_when_another_is_created_first():
+    alone = MethodContext(Runtime(device="cpu"), seed=5).generator("forget_batches")
+    ctx = MethodContext(Runtime(device="cpu"), seed=5)
+    ctx.generator("augment")
+    after_another = ctx.generator("forget_batches")
+    assert torch.equal(torch.randperm(100, generator=alone), torch.randperm(100, generator=after_another))
+    assert not torch.equal(torch.rand(8, generator=stream_generator(5, "augment")),
+                           torch.rand(8, generator=stream_generator(5, "forget_batches")))
+
+
+@pytest.mark.parametrize("name", ["", None, 3])
+def test_a_stream_needs_a_name(name):
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        stream_seed(0, name)
