@@ -99,7 +99,6 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     transform applied; augmentation is done on batches by the method (``config.aug_*``).
     ``config`` is the method's config (``WSSCLConfig`` for ``"wsscl"``, ``BaselineConfig``
     for ft/ga/rl/salun/l1_sparse, ``TrainConfig`` for retrain); None takes the defaults.
-    With ``test`` the result carries UA/RA/TA/MIA; ``test`` is used for nothing else.
     ``holdout`` is unseen data that the method may calibrate on (WSS-CL's ``kl_bound="auto"``):
     a validation split that the original model did not train on, never the test set. Without
     it WSS-CL uses its fallback bounds (``methods/wsscl.py: kl_bounds``).
@@ -107,7 +106,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     What evaluates the result: ``test`` (and ``forgotten_test``, the test samples of removed
     classes) give ``result.metrics`` (UA/RA/TA/MIA); ``audit`` (True or an
     :class:`~wsscl_fast.audit.Audit`) adds the relearning attack, the linear probe and, with
-    reference models, the membership test (``result.audit``).
+    reference models, the membership test (``result.audit``). ``test`` serves the metrics only.
 
     What runs it: ``runtime`` (:class:`~wsscl_fast.execution.Runtime`: device, op backend,
     reference or fast path, progress bars, a RunState to resume from); the default runs on the

@@ -10,6 +10,6 @@ from .registry import register
 def run(model, forget_loader, retain_loader, config: TrainConfig, ctx):
     with ctx.stage("retrain"):
         scratch = fresh_copy(model, seed=stream_seed(ctx.seed, "retrain_init"))
-        train_model(scratch, retain_loader.dataset, config, ctx.device, seed=stream_seed(ctx.seed, "retrain"), progress=ctx.progress,
-                    desc="retrain", run_state=ctx.run_state, execution=ctx.execution)
+        train_model(scratch, retain_loader.dataset, config, ctx.device, seed=stream_seed(ctx.seed, "retrain"),
+                    progress=ctx.progress, desc="retrain", run_state=ctx.run_state, execution=ctx.execution)
         model.load_state_dict(scratch.state_dict())

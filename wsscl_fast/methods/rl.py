@@ -29,8 +29,9 @@ def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, sa
         return F.cross_entropy(net(x), y)
 
     total = config.epochs * (len(forget_loader) + len(retain_loader))
-    run_steps(model, optimizer, mixed_batches(forget_loader, retain_loader, config.epochs, stream_seed(ctx.seed, "batch_order")), loss_fn,
-              total=total, desc=desc, **ctx.loop(len(forget_loader) + len(retain_loader)))
+    batches = mixed_batches(forget_loader, retain_loader, config.epochs, stream_seed(ctx.seed, "batch_order"))
+    run_steps(model, optimizer, batches, loss_fn, total=total, desc=desc,
+              **ctx.loop(len(forget_loader) + len(retain_loader)))
 
 
 @register("rl", BaselineConfig, "random labels on the forget set + CE on the retain set")

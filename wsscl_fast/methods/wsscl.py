@@ -125,7 +125,8 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
                          saliency_storage(config.saliency_mode))
     augment_generator = ctx.generator("forget_augment")
     steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
-    batches = zip(forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator("forget_batches")), cycle(retain_loader))
+    batches = zip(forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator("forget_batches")),
+                  cycle(retain_loader))
 
     def loss_fn(pair):
         index, retain_batch = pair
