@@ -1,9 +1,17 @@
 """Build: the Python package, the Triton kernels (installed as wsscl_fast.kernels) and the
 C++ CPU extension wsscl_fast._C. A failed C++ build does not fail the install: the package
 imports, and the cpp backend reports itself unavailable with the reason."""
+import re
 import warnings
+from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "wsscl_fast" / "version.py").read_text()).group(1)
+# every package under wsscl_fast/, plus the Triton kernels (kernels/ in the source tree) installed as wsscl_fast.kernels
+PACKAGES = find_packages(include=["wsscl_fast", "wsscl_fast.*"])
+KERNEL_PACKAGES = ["wsscl_fast.kernels"] + [f"wsscl_fast.kernels.{name}" for name in find_packages("kernels")]
 
 ext_modules, cmdclass = [], {}
 try:
@@ -13,11 +21,14 @@ except ImportError as exc:  # torch must be installed first (pip install --no-bu
 else:
 
     class OptionalBuildExtension(BuildExtension):
-        def build_extension(self, ext):
+        """BuildExtension that warns instead of failing: no compiler, a compiler that torch's
+        ABI check refuses, or a compile error all leave a package without wsscl_fast._C."""
+
+        def run(self):
             try:
-                super().build_extension(ext)
+                super().run()
             except Exception as exc:  # noqa: BLE001 - any compiler failure
-                warnings.warn(f"building {ext.name} failed ({exc}); the cpp backend will be unavailable")
+                warnings.warn(f"building wsscl_fast._C failed ({exc}); the cpp backend will be unavailable")
 
     ext_modules = [
         CppExtension(
@@ -31,10 +42,10 @@ else:
 
 setup(
     name="wsscl_fast",
-    version="0.1.0",
+    version=VERSION,
     description="Machine unlearning of image classifiers with WSS-CL, fused Triton and C++ kernels",
     python_requires=">=3.10",
-    packages=["wsscl_fast", "wsscl_fast.methods", "wsscl_fast.kernels"],
+    packages=PACKAGES + KERNEL_PACKAGES,
     package_dir={"wsscl_fast": "wsscl_fast", "wsscl_fast.kernels": "kernels"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

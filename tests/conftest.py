@@ -1,7 +1,9 @@
 """Shared fixtures. Without a GPU, TRITON_INTERPRET=1 is set before anything imports triton,
 so the Triton kernels run on CPU tensors under the interpreter; with a GPU they are compiled
 and tested on CUDA tensors (TRITON_DEVICE)."""
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,20 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+if os.environ.get("WSSCL_TEST_INSTALLED") == "1":  # `make test`: the suite must test the installed wheel
+    import wsscl_fast
+
+    _imported_from = Path(wsscl_fast.__file__).resolve()
+    if _imported_from.parent == REPO / "wsscl_fast" or "site-packages" not in _imported_from.parts:
+        raise RuntimeError(f"WSSCL_TEST_INSTALLED=1 but wsscl_fast was imported from {_imported_from}, "
+                           "not from an installed wheel (run pytest from outside the source tree)")
+if "benchmarks" not in sys.modules:  # the repo's benchmarks package, without the repo root on sys.path (which
+    _spec = importlib.util.spec_from_file_location(  # would shadow an installed wsscl_fast with the source tree)
+        "benchmarks", REPO / "benchmarks" / "__init__.py", submodule_search_locations=[str(REPO / "benchmarks")])
+    sys.modules["benchmarks"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["benchmarks"])
 
 CIFAR10_ROOT = Path(os.environ.get("WSSCL_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
 

@@ -1,9 +1,12 @@
-"""Backend dispatch: argument > WSSCL_BACKEND > device default; forced choices never fall back."""
+"""Backend dispatch: argument > WSSCL_BACKEND > device default; forced choices never fall back;
+and what ran is what gets reported (backends.recording)."""
 import pytest
 import torch
 
 from wsscl_fast import backends, infonce_loss
-from wsscl_fast.backends import resolve
+from wsscl_fast.backends import recording, resolve
+
+from helpers import ALL_BACKENDS, device_for
 
 
 def test_cpp_extension_is_built():
@@ -13,19 +16,47 @@ def test_cpp_extension_is_built():
     assert hasattr(backends.cpp_extension(), "infonce_forward")
 
 
-IMPLS = {"torch": lambda: "torch-impl", "cpp": lambda: "cpp-impl"}
+IMPLS = {"triton": lambda: "triton-impl", "cpp": lambda: "cpp-impl", "torch": lambda: "torch-impl"}
+
+# (backend= argument, WSSCL_BACKEND, TRITON_INTERPRET=1, what runs on CPU tensors): written out,
+# not derived, so that a change of the precedence rule fails here
+RESOLUTION = [
+    (None, None, False, "cpp"),  # the default a CPU user gets
+    (None, None, True, "triton"),  # interpreted Triton only when asked for by TRITON_INTERPRET
+    (None, "torch", False, "torch"),
+    (None, "torch", True, "torch"),
+    (None, "cpp", True, "cpp"),
+    (None, "triton", True, "triton"),
+    (None, "triton", False, RuntimeError),  # forced but unavailable: raises, never falls back
+    ("torch", None, True, "torch"),
+    ("cpp", None, False, "cpp"),
+    ("torch", "cpp", False, "torch"),  # the argument beats the environment
+    ("cpp", "torch", True, "cpp"),
+    ("triton", "torch", True, "triton"),
+    ("triton", "cpp", False, RuntimeError),
+    (None, "nonsense", False, ValueError),
+    ("nonsense", None, False, ValueError),
+]
 
 
-def test_default_prefers_cpp_on_cpu(monkeypatch):
+@pytest.mark.parametrize("argument,environment,interpret,expected", RESOLUTION)
+def test_resolution_table(monkeypatch, argument, environment, interpret, expected):
+    for name, value in (("WSSCL_BACKEND", environment), ("TRITON_INTERPRET", "1" if interpret else None)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    if isinstance(expected, type):
+        with pytest.raises(expected, match="unavailable|must be one of"):
+            resolve("op", torch.device("cpu"), IMPLS, backend=argument)
+    else:
+        assert resolve("op", torch.device("cpu"), IMPLS, backend=argument) == (expected, f"{expected}-impl")
+
+
+def test_default_skips_backends_without_the_op(monkeypatch):
     monkeypatch.delenv("WSSCL_BACKEND", raising=False)
-    assert resolve("op", torch.device("cpu"), IMPLS) == ("cpp", "cpp-impl")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert resolve("op", torch.device("cpu"), {"torch": IMPLS["torch"]}) == ("torch", "torch-impl")
-
-
-def test_argument_beats_environment(monkeypatch):
-    monkeypatch.setenv("WSSCL_BACKEND", "cpp")
-    assert resolve("op", torch.device("cpu"), IMPLS)[0] == "cpp"
-    assert resolve("op", torch.device("cpu"), IMPLS, backend="torch")[0] == "torch"
 
 
 def test_forced_backend_without_the_op_raises_instead_of_falling_back(monkeypatch):
@@ -40,21 +71,32 @@ def test_unknown_backend_is_named(monkeypatch):
         resolve("op", torch.device("cpu"), IMPLS)
 
 
-def test_triton_needs_cuda_or_the_interpreter(monkeypatch):
+def test_triton_reason_names_the_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     reason = backends.unavailable_reason("triton", torch.device("cpu"))
     assert reason is not None and "TRITON_INTERPRET=1" in reason
-    with pytest.raises(RuntimeError, match="backend 'triton' is unavailable"):
-        resolve("op", torch.device("cpu"), {"triton": lambda: None}, backend="triton")
 
 
 def test_cpp_refuses_non_cpu_devices():
     assert "CPU tensors only" in backends.unavailable_reason("cpp", torch.device("meta"))
 
 
-def test_public_op_honours_the_environment(monkeypatch):
-    a, p, r = torch.randn(2, 4), torch.randn(2, 4), torch.randn(3, 4)
-    monkeypatch.setenv("WSSCL_BACKEND", "torch")
-    torch_value = infonce_loss(a, p, r)
-    monkeypatch.setenv("WSSCL_BACKEND", "cpp")
-    torch.testing.assert_close(infonce_loss(a, p, r), torch_value)
+@pytest.mark.parametrize("chosen", ALL_BACKENDS)
+def test_public_op_runs_the_backend_the_environment_names(monkeypatch, chosen):
+    """The op runs (and recording() reports) the backend named by WSSCL_BACKEND, not the default."""
+    device = device_for(chosen)
+    a, p, r = (torch.randn(n, 4, device=device) for n in (2, 2, 3))
+    monkeypatch.setenv("WSSCL_BACKEND", chosen)
+    with recording() as used:
+        infonce_loss(a, p, r)
+    assert used == {"infonce_loss": [chosen]}
+
+
+def test_recording_nests_and_ends():
+    with recording() as outer:
+        infonce_loss(torch.randn(2, 4), torch.randn(2, 4), torch.randn(3, 4), backend="torch")
+        with recording() as inner:
+            infonce_loss(torch.randn(2, 4), torch.randn(2, 4), torch.randn(3, 4), backend="cpp")
+    infonce_loss(torch.randn(2, 4), torch.randn(2, 4), torch.randn(3, 4), backend="torch")
+    assert inner == {"infonce_loss": ["cpp"]}
+    assert outer == {"infonce_loss": ["cpp", "torch"]}

@@ -212,11 +212,20 @@ def test_baseline_settings_and_foreign_overrides_are_refused(checkpoint, tmp_pat
     assert message in capsys.readouterr().err
 
 
-def test_record_names_the_backend_chosen_by_the_environment(checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("WSSCL_BACKEND", "torch")
+@pytest.mark.parametrize("chosen", ["torch", "cpp"])
+def test_record_names_the_backend_that_ran_each_op(checkpoint, tmp_path, monkeypatch, chosen):
+    monkeypatch.setenv("WSSCL_BACKEND", chosen)
     assert main(["unlearn", "--checkpoint", str(checkpoint), "--method", "salun", "--set", "epochs=1",
                  "--out", str(tmp_path), "--quiet"]) == 0
-    assert json.loads((tmp_path / "record.json").read_text())["backend"] == "torch"
+    used = json.loads((tmp_path / "record.json").read_text())["backends"]
+    assert used == {"saliency": [chosen], "masked_sgd_step": [chosen]}
+
+
+def test_record_of_a_method_without_fused_ops_claims_no_backend(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("WSSCL_BACKEND", "cpp")
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--method", "ft", "--set", "epochs=1",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert json.loads((tmp_path / "record.json").read_text())["backends"] == {}
 
 
 def test_verify_checks_ids_signature_and_unchanged_weights(checkpoint, tmp_path, capsys):

@@ -11,7 +11,7 @@ from wsscl_fast.data import make_scenario
 from wsscl_fast.methods import ALL_METHODS, METHODS
 from wsscl_fast.metrics import evaluate_unlearning
 
-from helpers import QUIET
+from helpers import ALL_BACKENDS, QUIET, device_for
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +42,21 @@ def test_every_registered_method_is_covered():
     assert set(METHODS) == {"retrain", "ft", "ga", "rl", "salun", "l1_sparse", "wsscl"} == set(ALL_METHODS)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_method_forgets(method, trained_digits_model, classwise, original_metrics, tiny_recipe):
+#: methods that run fused ops (saliency, masked SGD, InfoNCE), tested on every backend
+FUSED_OP_METHODS = ("salun", "wsscl")
+METHOD_BACKENDS = [(m, b) for m in sorted(METHODS) for b in (ALL_BACKENDS if m in FUSED_OP_METHODS else (None,))]
+
+
+@pytest.mark.parametrize("method,backend", METHOD_BACKENDS)
+def test_method_forgets(method, backend, trained_digits_model, classwise, original_metrics, tiny_recipe):
     result = unlearn(trained_digits_model, classwise.forget, classwise.retain, method,
-                     _short_config(method, tiny_recipe), test=classwise.test, runtime=QUIET)
+                     _short_config(method, tiny_recipe), test=classwise.test,
+                     runtime=Runtime(device=device_for(backend or "torch"), progress=False, backend=backend))
     assert result.metrics["UA"] > original_metrics["UA"] + 5, (method, result.metrics, original_metrics)
     assert result.metrics["RA"] > 80, (method, result.metrics)
     assert result.rte > 0 and result.timings and all(v >= 0 for v in result.timings.values())
+    ran = {name for names in result.info["backends"].values() for name in names}
+    assert ran == ({backend} if method in FUSED_OP_METHODS else set()), result.info["backends"]
 
 
 def test_wsscl_stages_and_auto_bound(trained_digits_model, classwise, tiny_recipe):

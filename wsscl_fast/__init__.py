@@ -5,9 +5,9 @@ from .execution import Execution, Runtime
 from .ops import InfoNCELoss, infonce_loss
 from .optim import MaskedAdamW, MaskedSGD
 from .saliency import compute_saliency
+from .version import __version__
 
 __all__ = [
     "unlearn", "compare", "UnlearnResult", "WSSCLConfig", "BaselineConfig", "TrainConfig", "Execution", "Runtime",
-    "infonce_loss", "InfoNCELoss", "MaskedSGD", "MaskedAdamW", "compute_saliency",
+    "infonce_loss", "InfoNCELoss", "MaskedSGD", "MaskedAdamW", "compute_saliency", "__version__",
 ]
-__version__ = "0.1.0"

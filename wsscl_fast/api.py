@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from . import distributed
+from . import backends, distributed
 from .audit import Audit, as_audit, run_audit
 from .config import TrainConfig
 from .execution import Runtime
@@ -150,9 +150,11 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     torch.manual_seed(seed)
     ctx.sync()
     start = time.perf_counter()
-    spec.run(target, forget_loader, retain_loader, config, ctx)
+    with backends.recording() as ops_backends:
+        spec.run(target, forget_loader, retain_loader, config, ctx)
     ctx.sync()
     rte = time.perf_counter() - start
+    ctx.info["backends"] = ops_backends  # {op: [backend that ran it]}; empty for methods without fused ops
     target.eval()
     metrics = None
     if test is not None:

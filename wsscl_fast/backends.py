@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 
@@ -24,6 +25,27 @@ try:
     _cpp_module = importlib.import_module("wsscl_fast._C")
 except ImportError as exc:  # the package must import without its C++ extension
     _cpp_error = f"the C++ extension wsscl_fast._C did not import ({exc}); rebuild with `pip install --no-build-isolation -e .`"
+
+
+_recorders: list[dict[str, list[str]]] = []  #: the open recording() blocks
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, list[str]]]:
+    """Collect, for every op resolved inside the block, the backends that ran it:
+    ``{op: [backend, ...]}`` (sorted, usually one). What records and ``result.info`` report."""
+    used: dict[str, list[str]] = {}
+    _recorders.append(used)
+    try:
+        yield used
+    finally:
+        _recorders.remove(used)
+
+
+def _note(op: str, name: str) -> None:
+    for used in _recorders:
+        if name not in used.setdefault(op, []):
+            used[op] = sorted([*used[op], name])
 
 
 def cpp_extension():
@@ -72,8 +94,10 @@ def resolve(op: str, device: torch.device, implementations: dict[str, Callable],
             raise RuntimeError(f"{op}: backend {forced!r} is unavailable: {reason}")
         if forced not in implementations:
             raise NotImplementedError(f"{op}: backend {forced!r} does not implement this op (for these inputs) yet")
+        _note(op, forced)
         return forced, implementations[forced]()
     for name in BACKENDS:
         if name in implementations and unavailable_reason(name, device) is None:
+            _note(op, name)
             return name, implementations[name]()
     raise RuntimeError(f"{op}: no backend can run on {device}")

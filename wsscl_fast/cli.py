@@ -26,6 +26,7 @@ from .record import build_record, verify_record, weights_digest, write_record
 from .runstate import RunInterrupted, RunState
 from .report import write_report
 from .training import train_model
+from .version import __version__
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -229,7 +230,7 @@ def cmd_unlearn(args) -> int:
         retrain_metrics = evaluate_unlearning(retrain_model.to(args.device), scenario.forget, scenario.retain,
                                               scenario.test, scenario.forgotten_test)
     record = build_record(original_digest, result, scenario.forget_indices, seed=args.seed, device=args.device,
-                          backend=args.backend or os.environ.get(backends.ENV_VAR), scenario=args.forget,
+                          scenario=args.forget,
                           retrain_metrics=retrain_metrics)
     write_record(record, out / "record.json", key=key)
     run_state.finish()
@@ -407,6 +408,7 @@ def _config_fields_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsscl-fast", description="Machine unlearning of image classifiers with WSS-CL.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _subcommand(sub, "train")

@@ -2,7 +2,7 @@
 
 ``record.json`` is written beside each unlearned model. It identifies the original and the
 unlearned weights by SHA-256, the forgotten samples by a SHA-256 digest of their ids (never
-the samples themselves), and holds the method, config, seed, backend, device, software
+the samples themselves), and holds the method, config, seed, the backend that ran each op, device, software
 versions, timings and metrics. :func:`verify_record` checks that a model file is the one a
 record describes (``wsscl-fast verify record.json model.pt``).
 """
@@ -19,7 +19,7 @@ import torch
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: "backends" ({op: [backend that ran it]}) replaces "backend"
 
 
 def weights_digest(state_dict: dict) -> str:
@@ -49,13 +49,13 @@ def software_versions() -> dict:
         versions["triton"] = triton.__version__
     except ImportError:
         versions["triton"] = None
-    from . import __version__
+    from .version import __version__
 
     versions["wsscl_fast"] = __version__
     return versions
 
 
-def build_record(original_digest: str, result, forget_ids, *, seed: int, device, backend: str | None,
+def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
                  scenario: str | None = None, retrain_metrics: dict | None = None) -> dict:
     """The record of one unlearning run (``result`` is an :class:`~wsscl_fast.api.UnlearnResult`;
     ``original_digest`` is :func:`weights_digest` of the original state dict)."""
@@ -68,7 +68,8 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
         original_weights_sha256=original_digest,
         unlearned_weights_sha256=weights_digest(result.model.state_dict()),
         forget_set=dict(count=int(ids.unique().numel()), ids_sha256=ids_digest(ids), scenario=scenario),
-        method=result.method, config=result.config.to_dict(), seed=seed, backend=backend or "auto",
+        method=result.method, config=result.config.to_dict(), seed=seed,
+        backends=result.info.get("backends", {}),  # {op: [backend]}: what actually ran, not what was asked
         device=str(device), device_name=(torch.cuda.get_device_name(torch.device(device))
                                          if torch.device(device).type == "cuda" else platform.processor() or "cpu"),
         software=software_versions(), rte_seconds=result.rte, timings=result.timings, metrics=result.metrics,

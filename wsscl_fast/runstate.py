@@ -38,7 +38,7 @@ class RunState:
     different run, or by another version of wsscl_fast, is refused."""
 
     def __init__(self, path, fingerprint: dict, resume: bool = False):
-        from . import __version__
+        from .version import __version__
 
         self.path = Path(path)
         self.fingerprint = {**fingerprint, "wsscl_fast": __version__}
