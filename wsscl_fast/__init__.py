@@ -1,6 +1,6 @@
 """wsscl_fast: machine unlearning of image classifiers with WSS-CL, and fused kernels for it."""
 from .api import UnlearnResult, compare, unlearn
-from .config import BaselineConfig, TrainConfig, WSSCLConfig
+from .config import BaselineConfig, CoUnConfig, NegGradPlusConfig, SCRUBConfig, TrainConfig, WSSCLConfig
 from .execution import Execution, Runtime
 from .ops import InfoNCELoss, infonce_loss
 from .optim import MaskedAdamW, MaskedSGD
@@ -8,6 +8,7 @@ from .saliency import compute_saliency
 from .version import __version__
 
 __all__ = [
-    "unlearn", "compare", "UnlearnResult", "WSSCLConfig", "BaselineConfig", "TrainConfig", "Execution", "Runtime",
+    "unlearn", "compare", "UnlearnResult", "WSSCLConfig", "BaselineConfig", "NegGradPlusConfig", "SCRUBConfig",
+    "CoUnConfig", "TrainConfig", "Execution", "Runtime",
     "infonce_loss", "InfoNCELoss", "MaskedSGD", "MaskedAdamW", "compute_saliency", "__version__",
 ]

@@ -98,7 +98,8 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     ``forget`` and ``retain`` are Datasets or DataLoaders of (image, label) with the eval
     transform applied; augmentation is done on batches by the method (``config.aug_*``).
     ``config`` is the method's config (``WSSCLConfig`` for ``"wsscl"``, ``BaselineConfig``
-    for ft/ga/rl/salun/l1_sparse, ``TrainConfig`` for retrain); None takes the defaults.
+    for ft/ga/rl/salun/l1_sparse, ``NegGradPlusConfig``, ``SCRUBConfig``, ``CoUnConfig``,
+    ``TrainConfig`` for retrain); None takes the defaults.
     ``holdout`` is unseen data that the method may calibrate on (WSS-CL's ``kl_bound="auto"``):
     a validation split that the original model did not train on, never the test set. Without
     it WSS-CL uses its fallback bounds (``methods/wsscl.py: kl_bounds``).

@@ -399,11 +399,13 @@ def _config_fields_help() -> str:
     """The fields --set accepts, per config class (from the dataclasses themselves)."""
     from dataclasses import fields
 
-    from .config import BaselineConfig, WSSCLConfig
+    from .methods import ALL_METHODS, METHODS
 
-    return " ".join(f"{cls.__name__} ({which}): {', '.join(f.name for f in fields(cls))}."
-                    for cls, which in ((WSSCLConfig, "wsscl"), (BaselineConfig, "ft, ga, rl, salun, l1_sparse"),
-                                       (TrainConfig, "retrain")))
+    users: dict[type, list[str]] = {}  # config class -> the methods that take it, in table order
+    for name in ALL_METHODS:
+        users.setdefault(METHODS[name].config_class, []).append(name)
+    return " ".join(f"{cls.__name__} ({', '.join(names)}): {', '.join(f.name for f in fields(cls))}."
+                    for cls, names in users.items())
 
 
 def build_parser() -> argparse.ArgumentParser:

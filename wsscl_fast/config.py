@@ -88,6 +88,72 @@ class BaselineConfig(_Common):
 
 
 @dataclass
+class NegGradPlusConfig(_Common):
+    """NegGrad+ (Kurmanji et al., NeurIPS 2023): every step pairs a retain batch with a forget
+    batch and minimises alpha * CE(retain) - (1 - alpha) * CE(forget), SGD at a constant rate."""
+
+    epochs: int = 5  #: passes over the retain set (the forget set is cycled beside it)
+    lr: float = 0.01
+    alpha: float = 0.95  #: weight of the retain CE; 1 - alpha weighs the forget CE's ascent
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._require("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+        self._require("lr", lambda v: v > 0, "> 0")
+        self._require("alpha", lambda v: 0 <= v <= 1, "in [0, 1]")
+
+
+@dataclass
+class SCRUBConfig(_Common):
+    """SCRUB (Kurmanji et al., NeurIPS 2023): the original is a frozen teacher. Each of the first
+    ``max_epochs`` epochs begins with a max-pass over the forget set (maximise
+    KL(teacher || student)); every epoch then makes a min-pass over the retain set (minimise
+    ``kl_weight`` * KL(teacher || student) + ``ce_weight`` * CE). KLs at ``temperature`` T,
+    scaled by T^2 (distillation's convention)."""
+
+    epochs: int = 5  #: min-passes over the retain set
+    max_epochs: int = 2  #: max-passes over the forget set, at the start of the first epochs
+    lr: float = 0.01
+    kl_weight: float = 1.0  #: alpha
+    ce_weight: float = 1.0  #: gamma
+    temperature: float = 4.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._require("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+        self._require("max_epochs", lambda v: isinstance(v, int) and 0 <= v <= self.epochs,
+                      f"an integer in [0, epochs={self.epochs}]")
+        for name in ("lr", "temperature"):
+            self._require(name, lambda v: v > 0, "> 0")
+        for name in ("kl_weight", "ce_weight"):
+            self._require(name, lambda v: v >= 0, ">= 0")
+
+
+@dataclass
+class CoUnConfig(_Common):
+    """CoUn (Khalil et al., NeurIPS 2025): retain data only. Two views of each retain batch;
+    loss = CE on both views + ``contrastive_weight`` * the symmetric SimCLR InfoNCE (NT-Xent)
+    of their features (the input of the final Linear, as WSS-CL's z), whose negatives are the
+    batch's other 2B - 2 views; SGD with a cosine decay to 0."""
+
+    epochs: int = 10
+    lr: float = 0.01
+    contrastive_weight: float = 1.0  #: lambda
+    temperature: float = 0.5
+    view_pad: int = 4  #: random-crop padding of the two views
+    view_flip: bool = True
+    head_module: str | None = None  #: as WSSCLConfig.head_module
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._require("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+        for name in ("lr", "temperature"):
+            self._require(name, lambda v: v > 0, "> 0")
+        self._require("contrastive_weight", lambda v: v >= 0, ">= 0")
+        self._require("view_pad", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+
+
+@dataclass
 class WSSCLConfig(_Common):
     """Every WSS-CL hyperparameter (docs/method.md), with our defaults.
 

@@ -6,9 +6,9 @@ hyperparameters keep the defaults of their config classes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from .config import BaselineConfig, TrainConfig, WSSCLConfig
+from .config import TrainConfig, WSSCLConfig
 from .data import DataBundle
 from .methods import METHODS
 from .models import build_model
@@ -62,9 +62,10 @@ def recipe_for(bundle: DataBundle, arch: str | None = None, epochs: int | None =
         train = TrainConfig(epochs=epochs if epochs is not None else preset.epochs, **data_settings)
     views = dict(view_pad=bundle.aug_pad, view_flip=bundle.aug_flip)
     configs = {"retrain": train, "wsscl": WSSCLConfig(forget_batch_size=preset.batch_size, **data_settings, **views)}
-    for name in METHODS:
+    for name, spec in METHODS.items():
         if name not in configs:
-            configs[name] = BaselineConfig(**data_settings)
+            has_views = "view_pad" in {f.name for f in fields(spec.config_class)}
+            configs[name] = spec.config_class(**data_settings, **(views if has_views else {}))
     return Recipe(arch, width or preset.width, train, configs)
 
 
