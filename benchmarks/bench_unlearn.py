@@ -28,7 +28,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, synchronize, wsscl_vs_salun
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, synchronize, wsscl_vs_best_baseline
 
 from wsscl_fast import Execution, Runtime, compare, unlearn
 from wsscl_fast.data import DEFAULT_VALIDATION_SIZE, load_cifar10_bundle, make_scenario
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
     throughput = throughput_table(lambda: recipe.build_model(bundle), device, 256 if not args.smoke else 32,
                                   100 if not args.smoke else 3)
-    verdict = wsscl_vs_salun(rows)
+    verdict = wsscl_vs_best_baseline(rows, methods)
     title = (f"{bundle.name} ({len(bundle.train)} train), {recipe.arch}, {recipe.train.epochs} epochs: "
              f"forgetting {args.forget}, seeds {args.seeds}, fast path")
     table = write_report(rows, args.out, name, title, extra=dict(
