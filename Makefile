@@ -50,9 +50,12 @@ test: check-wheel  # the suite from this tree's tests/, importing the installed 
 gate: $(STAMP)  # the full ahead-of-time compile sweep (sm_80 + sm_90, no GPU); the test suite runs its quick subset
 	$(PY) -m wsscl_fast.kernels.compile_gate --out benchmarks/results/compile_gate.md
 
-bench-quality: $(STAMP)  # both scenarios, 3 seeds, with the audit (about 80 minutes on 2 cores, caches included)
-	$(PY) -m benchmarks.bench_quality_cpu --forget random:0.1 --name quality_cpu
-	$(PY) -m benchmarks.bench_quality_cpu --forget class:0 --name quality_cpu_classwise
+bench-quality: $(STAMP)  # every method tuned (8 trials each), 2 regimes x 2 scenarios, 3 reported seeds (hours on 2 cores)
+	for regime in generalise memorise; do for forget in random:0.1 class:0; do \
+	  $(PY) -m benchmarks.bench_quality_cpu --regime $$regime --forget $$forget --tune-trials 8 \
+	    --variant wsscl:contrastive_weight=0 || exit 1; done; done
+	$(PY) -m benchmarks.summarize_quality
+	$(PY) -m benchmarks.export_presets
 	$(PY) -m benchmarks.update_readme
 
 bench-cpu: $(STAMP)

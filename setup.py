@@ -47,6 +47,7 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES + KERNEL_PACKAGES,
     package_dir={"wsscl_fast": "wsscl_fast", "wsscl_fast.kernels": "kernels"},
+    package_data={"wsscl_fast": ["presets/*.json"]},  # the tuned method configs (recipes.tuned_configs)
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[

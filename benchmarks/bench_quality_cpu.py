@@ -157,6 +157,7 @@ def main(argv=None) -> int:
         parser.error(f"--tune-seeds {args.tune_seeds} overlap the reported --seeds {args.seeds}")
     args.name = args.name or f"quality_{args.regime}_{'classwise' if args.forget.startswith('class') else 'random'}"
 
+    measured_with = environment()  # the code version and machine at the start (edits made later do not count)
     bundle, recipe, configs = load_regime(args)
     configs = apply_overrides(configs, args.set)
     methods = [m for m in args.methods.split(",") if m]
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
              f"{args.forget}, seeds {args.seeds}" + (f", every method tuned ({args.tune_trials} trials)"
                                                      if tuning else ""))
     table = write_report(rows, args.out, args.name, title, extra=dict(
-        environment=environment(), command="python -m benchmarks.bench_quality_cpu " + " ".join(argv or sys.argv[1:]),
+        environment=measured_with, command="python -m benchmarks.bench_quality_cpu " + " ".join(argv or sys.argv[1:]),
         originals=originals, verdict=verdict, args=vars(args),
         tuning=dict(trials_per_method=args.tune_trials, seeds=args.tune_seeds, cost_cap_fraction=args.cost_cap,
                     scored_on="half of the validation split (the methods calibrate on the other half)",

@@ -52,10 +52,19 @@ def test_unlearn_and_evaluate(checkpoint, tmp_path, capsys):
     assert record["original_weights_sha256"] != record["unlearned_weights_sha256"]
 
 
-def test_record_identifies_the_unlearned_model(checkpoint, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def retrain_random(checkpoint, tmp_path_factory):
+    """A Retrain of `checkpoint` without random:0.1 (seed 0), one epoch."""
+    out = tmp_path_factory.mktemp("retrain")
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "random:0.1", "--method", "retrain",
+                 "--set", "epochs=1", "--out", str(out), "--quiet"]) == 0
+    return out / "unlearned.pt"
+
+
+def test_record_identifies_the_unlearned_model(checkpoint, retrain_random, tmp_path, capsys):
     out = tmp_path / "unlearned"
     assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "random:0.1", "--method", "ft",
-                 "--set", "epochs=1", "--retrain", str(checkpoint), "--out", str(out), "--quiet"]) == 0
+                 "--set", "epochs=1", "--retrain", str(retrain_random), "--out", str(out), "--quiet"]) == 0
     record_path, model_path = out / "record.json", out / "unlearned.pt"
     record = json.loads(record_path.read_text())
     forget_ids = record["forget_set"]
@@ -72,7 +81,7 @@ def test_record_identifies_the_unlearned_model(checkpoint, tmp_path, capsys):
     torch.save(blob, tmp_path / "tampered.pt")
     assert main(["verify", str(record_path), str(tmp_path / "tampered.pt")]) == 1
     assert "does not match" in capsys.readouterr().out
-    assert main(["verify", str(model_path), str(model_path)]) == 2  # a model is not a record
+    assert main(["verify", str(model_path), str(model_path)]) == 3  # a model is not a record: unreadable input
 
 
 def test_compare_writes_a_report(checkpoint, tmp_path, capsys):
@@ -186,6 +195,20 @@ def test_evaluate_reuses_the_scenario_of_the_unlearning_run(checkpoint, tmp_path
     assert "forget set: random:0.1, seed 0" in capsys.readouterr().out
 
 
+def test_evaluate_refuses_a_record_whose_ids_file_changed(checkpoint, tmp_path, capsys):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(i) for i in range(0, 60, 3)))
+    out = tmp_path / "run"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--method", "ft", "--set",
+                 "epochs=1", "--out", str(out), "--quiet"]) == 0
+    evaluate = ["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--record", str(out / "record.json")]
+    assert main(evaluate) == 0
+    ids.write_text("\n".join(str(i) for i in range(1, 60, 3)))
+    capsys.readouterr()
+    assert main(evaluate) == 2
+    assert "no longer gives the forget set" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("override, message", [
     ("forget_batch_size=0", "WSSCLConfig.forget_batch_size must be an integer >= 1, got 0"),
     ("finetune_lr=-1", "WSSCLConfig.finetune_lr must be > 0, got -1.0"),
@@ -239,7 +262,10 @@ def test_verify_checks_ids_signature_and_unchanged_weights(checkpoint, tmp_path,
     record, model = str(out / "record.json"), str(out / "unlearned.pt")
     capsys.readouterr()
     assert main(["verify", record, model, "--ids", str(ids), "--key-file", str(key)]) == 0
-    assert "signature and forget ids checked" in capsys.readouterr().out
+    checked = capsys.readouterr().out
+    assert "signature and forget ids checked" in checked and "NOT checked" not in checked
+    assert main(["verify", record, model]) == 0
+    assert "signature NOT checked" in capsys.readouterr().out
     other = tmp_path / "other.txt"
     other.write_text("1\n2\n")
     assert main(["verify", record, model, "--ids", str(other)]) == 1
@@ -252,10 +278,58 @@ def test_verify_checks_ids_signature_and_unchanged_weights(checkpoint, tmp_path,
     (tmp_path / "edited.json").write_text(json.dumps(edited))
     assert main(["verify", str(tmp_path / "edited.json"), model, "--key-file", str(key)]) == 1
     assert "HMAC mismatch" in capsys.readouterr().out
+    stripped = {k: v for k, v in edited.items() if k != "hmac_sha256"}  # signature removed: the ledger notices
+    (tmp_path / "stripped.json").write_text(json.dumps(stripped))
+    assert main(["verify", str(tmp_path / "stripped.json"), model]) == 1
+    assert "not the last record of the model's ledger" in capsys.readouterr().out
+    unsigned = tmp_path / "unsigned"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--method", "ft",
+                 "--set", "epochs=1", "--out", str(unsigned), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(unsigned / "record.json"), str(unsigned / "unlearned.pt")]) == 0
+    assert "UNSIGNED" in capsys.readouterr().out
     unchanged = dict(edited, unlearned_weights_sha256=edited["original_weights_sha256"])
     (tmp_path / "unchanged.json").write_text(json.dumps(unchanged))
     assert main(["verify", str(tmp_path / "unchanged.json"), str(checkpoint)]) == 1
     assert "changed no weight" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option", [["--train-size", "100"], ["--test-size", "50"], ["--validation-size", "20"]])
+def test_digits_refuses_split_sizes_instead_of_ignoring_them(tmp_path, capsys, option):
+    assert main(["train", "--data", "digits", "--epochs", "1", *option, "--out", str(tmp_path / "t"), "--quiet"]) == 2
+    assert "digits has a fixed split" in capsys.readouterr().err
+    assert not (tmp_path / "t" / "model.pt").exists()
+
+
+def test_a_retrain_that_saw_the_forget_set_is_refused(checkpoint, retrain_random, tmp_path, capsys):
+    def refused(retrain, forget="random:0.1", seed="0"):
+        code = main(["unlearn", "--checkpoint", str(checkpoint), "--forget", forget, "--seed", seed, "--method", "ft",
+                     "--set", "epochs=1", "--retrain", str(retrain), "--out", str(tmp_path / "u"), "--quiet"])
+        return code == 2 and not (tmp_path / "u" / "unlearned.pt").exists() and capsys.readouterr().err
+    assert "holds the original model's weights" in refused(checkpoint)
+    other = tmp_path / "other"
+    assert main(["train", "--data", "digits", "--epochs", "1", "--seed", "1", "--out", str(other), "--quiet"]) == 0
+    assert "trained on every sample" in refused(other / "model.pt")
+    assert "so it trained on" in refused(retrain_random, seed="1")  # another random forget set
+    assert "so it trained on" in refused(retrain_random, forget="class:3")
+
+
+def test_unreadable_inputs_get_one_line_errors_and_verify_its_own_exit_code(checkpoint, tmp_path, capsys):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert main(["unlearn", "--checkpoint", str(empty), "--out", str(tmp_path / "u")]) == 2
+    assert "is empty (0 bytes)" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint")
+    assert main(["unlearn", "--checkpoint", str(garbage), "--out", str(tmp_path / "u")]) == 2
+    assert "not a loadable weights-only checkpoint" in capsys.readouterr().err
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"unlearned_weights_sha256": "ab", "original_weights_sha256": "cd"}))
+    for model in (empty, tmp_path / "missing.pt"):
+        assert main(["verify", str(record), str(model)]) == 3
+        err = capsys.readouterr().err
+        assert err.startswith("wsscl-fast verify: unreadable input:") and err.count("\n") == 1
+    assert main(["verify", str(empty), str(checkpoint)]) == 3
 
 
 def test_compare_trains_retrain_with_the_checkpoints_recipe(checkpoint, tmp_path):
@@ -307,3 +381,35 @@ def test_an_interrupted_runs_state_is_not_discarded_by_another_run(checkpoint, t
     assert "run_state.pt, the checkpoint of an interrupted run" in capsys.readouterr().err
     assert (tmp_path / "run_state.pt").read_bytes() == b"state of a stopped run"
     assert main([*args, "--force"]) == 0
+
+
+def test_a_deletion_stays_deleted_across_requests(tmp_path, capsys):
+    """Issue 24's four commands: class 3, then class 5 with FT (which alone would relearn 3s from
+    a retain set that still held them); class 3 must stay forgotten."""
+    base, u1, u2 = tmp_path / "b", tmp_path / "u1", tmp_path / "u2"
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", str(base), "--quiet"]) == 0
+    assert main(["unlearn", "--checkpoint", str(base / "model.pt"), "--forget", "class:3", "--method", "wsscl",
+                 "--out", str(u1), "--quiet"]) == 0
+    assert main(["unlearn", "--checkpoint", str(u1 / "unlearned.pt"), "--forget", "class:5", "--method", "ft",
+                 "--out", str(u2), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(u2 / "unlearned.pt"), "--forget", "class:3"]) == 0
+    metrics = dict(item.split("=") for item in capsys.readouterr().out.split("\n")[1].split())
+    assert float(metrics["UA"]) == 100.0 and float(metrics["forgotten_class_TA"]) == 0.0, metrics
+    ledger = torch.load(u2 / "unlearned.pt", weights_only=True)["ledger"]
+    digits_3_and_5 = {int(n.split(":")[1]) for n in ledger["forgotten"]}
+    assert len(ledger["records"]) == 2 and len(digits_3_and_5) == len(ledger["forgotten"])
+    first, second = (json.loads((u / "record.json").read_text())["ledger"] for u in (u1, u2))
+    assert first["previous_record_sha256"] is None and first["request"] == 1
+    assert second["previous_record_sha256"] == ledger["records"][0] and second["request"] == 2
+    assert second["forgotten_count"] == len(ledger["forgotten"])
+    assert main(["evaluate", "--checkpoint", str(u2 / "unlearned.pt")]) == 0
+    out = capsys.readouterr().out
+    assert f"every sample of the checkpoint's ledger ({len(ledger['forgotten'])} samples from 2 requests)" in out
+    assert main(["verify", str(u2 / "record.json"), str(u2 / "unlearned.pt")]) == 0
+    assert "request 2 of its ledger, linked to the record before it" in capsys.readouterr().out
+    edited = json.loads((u2 / "record.json").read_text())
+    edited["metrics"]["UA"] = 0.0  # an unsigned record edited after the fact: the ledger's digest catches it
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    assert main(["verify", str(tmp_path / "edited.json"), str(u2 / "unlearned.pt")]) == 1
+    assert "not the last record of the model's ledger" in capsys.readouterr().out

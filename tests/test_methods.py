@@ -257,6 +257,26 @@ def test_labels_and_models_unlearn_cannot_train_are_refused_by_name(trained_digi
         unlearn(half, Subset(digits.train, range(8)), Subset(digits.train, range(8, 40)), "ft", runtime=QUIET)
 
 
+def test_non_image_and_integer_inputs_are_refused_before_any_work(digits):
+    from torch.utils.data import TensorDataset
+
+    mlp = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    tabular = TensorDataset(torch.randn(40, 20), torch.arange(40) % 3)
+    forget, retain = Subset(tabular, range(8)), Subset(tabular, range(8, 40))
+    with pytest.raises(ValueError, match=r"forget: wsscl crops and flips its inputs \(aug_pad, aug_flip, view_pad, "
+                                         r"view_flip set\).*got samples of shape \(20,\)"):
+        unlearn(mlp, forget, retain, "wsscl", runtime=QUIET)
+    no_augmentation = dict(aug_pad=0, aug_flip=False, view_pad=0, view_flip=False)
+    result = unlearn(mlp, forget, retain, "wsscl", WSSCLConfig(forget_epochs=1, finetune_epochs=1, batch_size=16,
+                                                               **no_augmentation), runtime=QUIET)
+    assert any(not torch.equal(p, q) for p, q in zip(mlp.parameters(), result.model.parameters()))
+    images = torch.stack([digits.train[i][0] for i in range(40)])
+    as_uint8 = TensorDataset((images * 40 + 128).clamp(0, 255).to(torch.uint8), torch.arange(40) % 10)
+    with pytest.raises(TypeError, match=r"forget: inputs must be float tensors.*got torch.uint8"):
+        unlearn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), Subset(as_uint8, range(8)),
+                Subset(as_uint8, range(8, 40)), "ft", runtime=QUIET)
+
+
 @pytest.mark.parametrize("spec, message", [("class:abc", "expected a class index in \\[0, 10\\)"),
                                            ("random:abc", "expected a fraction in \\(0, 1\\)")])
 def test_forget_specs_name_what_was_expected(digits, spec, message):
@@ -279,3 +299,22 @@ def test_compare_takes_variants_and_a_trained_retrain(trained_digits_model, clas
     assert rows[2]["UA"] != rows[3]["UA"] or rows[2]["RA"] != rows[3]["RA"]  # the variant's config was used
     assert all("relearn_k_FA" in r and "probe_FA" in r for r in rows)
     assert retrain.metrics is None and retrain.audit is None  # the caller's result is left as it was
+
+
+def test_already_forgotten_samples_leave_the_retain_set(trained_digits_model, digits, tiny_recipe):
+    """Forget class 3, then class 5 by fine-tuning: with already_forgotten the 3s stay forgotten,
+    without it the second request retrains on them."""
+    first = unlearn(trained_digits_model, make_scenario(digits, "class:3").forget,
+                    make_scenario(digits, "class:3").retain, "wsscl", _short_config("wsscl", tiny_recipe),
+                    runtime=QUIET)
+    threes, fives = make_scenario(digits, "class:3"), make_scenario(digits, "class:5")
+    config = tiny_recipe.method_configs["ft"].replace(epochs=3)
+
+    def threes_accuracy(**ledger):
+        second = unlearn(first.model, fives.forget, fives.retain, "ft", config, runtime=QUIET, **ledger)
+        return evaluate_unlearning(second.model, threes.forget, threes.retain, threes.test)["UA"]
+
+    assert threes_accuracy(already_forgotten=threes.forget) > threes_accuracy() + 20
+    with pytest.raises(ValueError, match="already_forgotten must be a Subset of the same dataset"):
+        unlearn(first.model, fives.forget, fives.retain, "ft", config, runtime=QUIET,
+                already_forgotten=Subset(digits.test, range(3)))

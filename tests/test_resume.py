@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def setup():
-    bundle = load_bundle("digits", train_size=400, test_size=200, seed=0)
+    bundle = load_bundle("digits", seed=0)
     recipe = recipe_for(bundle)
     torch.manual_seed(0)
     model = train_model(recipe.build_model(bundle), bundle.train, recipe.train.replace(epochs=2), torch.device("cpu"),
@@ -75,6 +75,18 @@ def test_resume_refuses_another_runs_state_and_a_missing_one(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable run state"):
         RunState(path, {"seed": 0, "method": "ft"}, resume=True)
+
+
+def test_a_stop_before_the_first_checkpoint_promises_no_resume(tmp_path):
+    state = RunState(tmp_path / "run_state.pt", {"seed": 0})
+    state.stop_requested = True
+    with pytest.raises(RunInterrupted, match="before the first checkpoint.*start again without --resume"):
+        state.check_stop("ft", 3)
+    model = torch.nn.Linear(2, 2)
+    state.enter_loop("ft")
+    state.save(4, "ft", model, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(RunInterrupted, match="the last checkpoint is .*run_state.pt \\(resume with --resume\\)"):
+        state.check_stop("ft", 5)
 
 
 def test_nan_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):

@@ -53,6 +53,22 @@ def _subset_rows(data):
     return data, rows
 
 
+def _without_earlier(retain, already_forgotten):
+    """``retain`` without the samples of earlier requests: ``already_forgotten`` is a Subset of
+    the same base dataset (e.g. an earlier scenario's forget set) or row indices into it."""
+    if isinstance(retain, DataLoader):
+        raise TypeError("retain must be a Dataset (not a DataLoader) when already_forgotten is given")
+    base, rows = _subset_rows(retain)
+    rows = torch.arange(len(base)) if rows is None else rows
+    if isinstance(already_forgotten, (Subset, DataLoader)):
+        earlier_base, earlier = _subset_rows(already_forgotten)
+        if earlier_base is not base or earlier is None:
+            raise ValueError("already_forgotten must be a Subset of the same dataset as retain, or row indices into it")
+    else:
+        earlier = torch.as_tensor(list(already_forgotten), dtype=torch.int64)
+    return Subset(base, rows[~torch.isin(rows, earlier)].tolist())
+
+
 def _check_disjoint(forget, retain) -> None:
     """``forget`` and ``retain`` must not share samples (checked where both index one dataset)."""
     forget_base, forget_rows = _subset_rows(forget)
@@ -90,9 +106,29 @@ def _check_labels(name: str, loader, num_classes: int) -> None:
                          f"{bad[:5].tolist()}")
 
 
+AUGMENTATION_FIELDS = ("aug_pad", "aug_flip", "view_pad", "view_flip")  #: config fields that crop or flip inputs
+
+
+def _check_inputs(name: str, loader, method: str, config) -> None:
+    """Inputs must be float tensors, and images (C, H, W) per sample whenever the config crops
+    or flips them; refused by name before any work."""
+    x = loader.dataset[0][0]
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: samples must be (tensor, label) pairs, got a {type(x).__name__} input")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: inputs must be float tensors (normalised images), got {x.dtype}; convert integer "
+                        "images first, e.g. x.float() / 255 followed by your normalisation")
+    augmenting = [f for f in AUGMENTATION_FIELDS if getattr(config, f, 0)]
+    if x.dim() != 3 and augmenting:
+        raise ValueError(f"{name}: {method} crops and flips its inputs ({', '.join(augmenting)} set), which needs "
+                         f"images of shape (C, H, W) per sample, batches (N, C, H, W); got samples of shape "
+                         f"{tuple(x.shape)}. For other inputs switch augmentation off: "
+                         f"{', '.join(f'{f}=0' for f in augmenting)}")
+
+
 def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, holdout=None,
             test=None, forgotten_test=None, audit: Audit | bool = False, seed: int = 0, inplace: bool = False,
-            runtime: Runtime | None = None) -> UnlearnResult:
+            runtime: Runtime | None = None, already_forgotten=None) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model``, keeping ``retain``.
 
     ``forget`` and ``retain`` are Datasets or DataLoaders of (image, label) with the eval
@@ -103,6 +139,9 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     ``holdout`` is unseen data that the method may calibrate on (WSS-CL's ``kl_bound="auto"``):
     a validation split that the original model did not train on, never the test set. Without
     it WSS-CL uses its fallback bounds (``methods/wsscl.py: kl_bounds``).
+    ``already_forgotten`` (the samples of earlier deletion requests: a Subset of the dataset
+    that ``retain`` indexes, or row indices into it) is removed from ``retain``, so that a
+    sequence of requests never retrains on what an earlier one forgot (the CLI's ledger).
 
     What evaluates the result: ``test`` (and ``forgotten_test``, the test samples of removed
     classes) give ``result.metrics`` (UA/RA/TA/MIA); ``audit`` (True or an
@@ -130,6 +169,8 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     config = spec.config_class() if config is None else config
     if not isinstance(config, spec.config_class):
         raise TypeError(f"method {method!r} takes a {spec.config_class.__name__}, got {type(config).__name__}")
+    if already_forgotten is not None:
+        retain = _without_earlier(retain, already_forgotten)
     _check_disjoint(forget, retain)
     runtime = (runtime or Runtime()).resolved(model)
     device, execution, run_state = runtime.device, runtime.execution, runtime.run_state
@@ -138,6 +179,8 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     retain_loader = _loader("retain", retain, config.batch_size, stream_seed(seed, "retain_loader"), batches_on)
 
     _check_model(model)
+    for name, loader in (("forget", forget_loader), ("retain", retain_loader)):
+        _check_inputs(name, loader, method, config)
     target = model if inplace else copy.deepcopy(model)
     execution.prepare_model(target.to(device))
     num_classes = num_outputs(target, torch.as_tensor(forget_loader.dataset[0][0])[None].to(device))

@@ -56,10 +56,13 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise ValueError(f"{path} is not a loadable weights-only checkpoint: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError (some with no message), ...
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path} is not a loadable weights-only checkpoint: {reason}") from None
     if isinstance(blob, dict) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
         if arch is None:
             raise ValueError(f"{path} is a bare state_dict; name its architecture with --arch "

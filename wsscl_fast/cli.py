@@ -16,13 +16,15 @@ from . import backends, distributed
 from .api import compare, unlearn
 from .checkpoint import atomic_save, atomic_write_bytes, ensure_writable_dir, load_checkpoint
 from .config import TrainConfig
-from .data import DATASETS, DEFAULT_VALIDATION_SIZE, load_bundle, make_scenario, read_index_file, write_sample_ids
+from .data import (DATASETS, DEFAULT_VALIDATION_SIZE, forgotten_scenario, load_bundle, make_scenario, read_index_file,
+                   without, write_sample_ids)
 from .execution import Execution, Runtime
+from .ledger import Ledger, file_sha256
 from .methods import ALL_METHODS, UNLEARNING_METHODS
 from .metrics import evaluate_unlearning, predict_split
 from .progress import Overall
 from .recipes import apply_overrides, recipe_for
-from .record import build_record, verify_record, weights_digest, write_record
+from .record import build_record, ids_digest, verify_record, weights_digest, write_record
 from .runstate import RunInterrupted, RunState
 from .report import write_report
 from .training import train_model
@@ -105,6 +107,8 @@ def _bundle(args, meta: dict | None = None):
     # a checkpoint from before validation splits existed may have trained on any image: none is held out
     validation = args.validation_size if args.validation_size is not None else \
         meta.get("validation_size", 0 if meta else None)
+    if name == "digits" and args.validation_size is None:  # digits' split is fixed: only a size the user gave is refused
+        validation = None
     return load_bundle(name, args.data_root or meta.get("data_root"), args.train_size or meta.get("train_size"),
                        args.test_size or meta.get("test_size"), seed=meta.get("data_seed", args.seed),
                        download=args.download, validation_size=validation)
@@ -203,9 +207,15 @@ def cmd_unlearn(args) -> int:
     key = _key(args)
     blob = load_checkpoint(args.checkpoint, args.arch)
     model = _model_from(blob, bundle := _bundle(args, blob), args.checkpoint)
-    retrain_model = (_model_from(load_checkpoint(args.retrain), bundle, args.retrain)  # checked before the run
-                     if args.retrain else None)
-    scenario = make_scenario(bundle, args.forget, seed=args.seed)
+    ledger = Ledger.of_checkpoint(blob)
+    earlier = ledger.rows(bundle.train.names)  # forgotten by earlier requests: never retained again
+    scenario = without(make_scenario(bundle, args.forget, seed=args.seed), earlier)
+    every_forgotten = torch.cat([earlier, scenario.forget_indices]).unique()
+    retrain_model = None
+    if args.retrain:  # checked before the run
+        retrain_blob = load_checkpoint(args.retrain)
+        check_retrain(retrain_blob, blob, bundle, every_forgotten, args.retrain)
+        retrain_model = _model_from(retrain_blob, bundle, args.retrain)
     configs = apply_overrides(checkpoint_recipe(bundle, blob).method_configs, args.set, args.method,
                               used=(args.method,))
     target = out / "unlearned.pt"
@@ -220,8 +230,6 @@ def cmd_unlearn(args) -> int:
                          audit=args.audit, seed=args.seed, runtime=_runtime(args, run_state))
     if not distributed.is_main():  # every rank holds the same result; rank 0 writes it
         return 0
-    _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"}
-                | {"unlearned_by": args.method, "forget": args.forget, "forget_seed": args.seed}, target)
     summary = dict(method=args.method, forget=args.forget, seed=args.seed, rte=result.rte, timings=result.timings,
                    metrics=result.metrics, audit=result.audit, config=result.config.to_dict(), info=result.info)
     atomic_write_bytes(json.dumps(summary, indent=2).encode(), out / "unlearn.json")
@@ -230,15 +238,41 @@ def cmd_unlearn(args) -> int:
         retrain_metrics = evaluate_unlearning(retrain_model.to(args.device), scenario.forget, scenario.retain,
                                               scenario.test, scenario.forgotten_test)
     record = build_record(original_digest, result, scenario.forget_indices, seed=args.seed, device=args.device,
-                          scenario=args.forget,
-                          retrain_metrics=retrain_metrics)
+                          scenario=args.forget, retrain_metrics=retrain_metrics)
+    record["ledger"] = dict(previous_record_sha256=ledger.previous_record, request=len(ledger.records) + 1,
+                            forgotten_count=int(every_forgotten.numel()), forgotten_ids_sha256=ids_digest(every_forgotten))
     write_record(record, out / "record.json", key=key)
+    names = [bundle.train.names[i] for i in scenario.forget_indices.tolist()]
+    _save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"}
+                | {"unlearned_by": args.method, "forget": args.forget, "forget_seed": args.seed,
+                   "ledger": ledger.extended(names, file_sha256(out / "record.json")).to_dict()}, target)
     run_state.finish()
     print(f"{args.method} on {scenario.name}: RTE {result.rte:.2f}s -> {target} (record: {out / 'record.json'})")
     _print_metrics(result.metrics)
     if result.audit:
         _print_metrics({k: v for k, v in result.audit.items() if k != "lira_scores"})
     return 0
+
+
+def check_retrain(retrain: dict, original: dict, bundle, forget_ids, path: str) -> None:
+    """Refuse a --retrain that cannot be one: the original's own weights, or a model whose
+    metadata says it trained on some of the forget samples (a `train` output saw every training
+    sample; an `unlearn --method retrain` output saw all but its own forget set)."""
+    if weights_digest(retrain["state_dict"]) == weights_digest(original["state_dict"]):
+        raise ValueError(f"--retrain {path} holds the original model's weights; a Retrain is trained without the "
+                         "forget set (make one with `unlearn --method retrain`)")
+    if "data" not in retrain:  # a bare state_dict says nothing about what it trained on
+        return
+    if retrain.get("unlearned_by") != "retrain":
+        how = f"unlearned by {retrain['unlearned_by']}" if retrain.get("unlearned_by") else "trained on every sample"
+        raise ValueError(f"--retrain {path} is not a Retrain: its metadata says it was {how}, so it saw the forget "
+                         "set; make one with `unlearn --method retrain`")
+    removed = (Ledger.of_checkpoint(retrain).rows(bundle.train.names) if retrain.get("ledger") else
+               make_scenario(bundle, retrain["forget"], seed=retrain.get("forget_seed", 0)).forget_indices)
+    seen = sorted(set(forget_ids.tolist()) - set(removed.tolist()))
+    if seen:
+        raise ValueError(f"--retrain {path} was retrained without {retrain['forget']}, so it trained on {len(seen)} "
+                         f"of the {len(forget_ids)} samples forgotten so far (e.g. ids {seen[:5]})")
 
 
 def _key(args) -> bytes | None:
@@ -251,9 +285,16 @@ def _key(args) -> bytes | None:
     return key
 
 
+VERIFY_UNREADABLE = 3  #: verify's exit code when an input cannot be read (1 means "does not match")
+
+
 def cmd_verify(args) -> int:
-    ids = read_index_file(Path(args.ids)) if args.ids else None
-    matches, message = verify_record(args.record, args.model, ids=ids, key=_key(args))
+    try:
+        ids = read_index_file(Path(args.ids)) if args.ids else None
+        matches, message = verify_record(args.record, args.model, ids=ids, key=_key(args))
+    except (OSError, ValueError) as exc:
+        print(f"wsscl-fast verify: unreadable input: {exc}", file=sys.stderr)
+        return VERIFY_UNREADABLE
     print(message)
     return 0 if matches else 1
 
@@ -276,8 +317,22 @@ def evaluation_scenario(args, blob: dict) -> tuple[str, int]:
 def cmd_evaluate(args) -> int:
     blob = load_checkpoint(args.checkpoint, args.arch)
     model = _model_from(blob, bundle := _bundle(args, blob), args.checkpoint)
+    ledger = Ledger.of_checkpoint(blob)
+    earlier = ledger.rows(bundle.train.names)
+    if len(ledger.records) > 1 and not (args.forget or args.record):  # every request so far, not just the last
+        scenario = forgotten_scenario(bundle, earlier, f"{len(ledger.records)} requests")
+        print(f"forget set: every sample of the checkpoint's ledger ({earlier.numel()} samples from "
+              f"{len(ledger.records)} requests)")
+        model.to(args.device)
+        _print_metrics(evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test))
+        return 0
     forget, seed = evaluation_scenario(args, blob)
-    scenario = make_scenario(bundle, forget, seed=seed)
+    scenario = without(make_scenario(bundle, forget, seed=seed), earlier)  # forgotten samples are not "retained"
+    if args.record and not args.forget:  # the record's forget set: the samples must still be the ones it names
+        expected = json.loads(Path(args.record).read_text()).get("forget_set", {}).get("ids_sha256")
+        if expected != ids_digest(scenario.forget_indices):
+            raise ValueError(f"{forget} (seed {seed}) no longer gives the forget set {args.record} describes (its ids "
+                             "SHA-256 differs: was the indices file changed?); pass the original ids file with --forget")
     print(f"forget set: {forget}, seed {seed}")
     model.to(args.device)
     _print_metrics(evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test))
@@ -365,7 +420,8 @@ COMMANDS = {  # name: (one-line help, description, examples)
     "verify": (
         'check that a model file is the one an unlearning record describes',
         'Check that MODEL holds the unlearned weights RECORD names; optionally that the forgotten ids and the '
-        "record's signature match. Exit 0 when everything matches, 1 otherwise.",
+        "record's signature match. Says when the record is unsigned or its signature went unchecked. Exit 0 when "
+        "everything matches, 1 when something does not, 3 when the record, the model or the ids cannot be read.",
         ('wsscl-fast verify run/record.json run/unlearned.pt --ids ids.txt --key-file secret.key',)),
     "evaluate": (
         'UA, RA, TA and MIA-efficacy of a saved model',

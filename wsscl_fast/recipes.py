@@ -6,7 +6,9 @@ hyperparameters keep the defaults of their config classes.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from .config import TrainConfig, WSSCLConfig
 from .data import DataBundle
@@ -49,12 +51,31 @@ class Recipe:
         return build_model(self.arch, bundle.num_classes, bundle.image_shape[0], **kwargs)
 
 
+TUNED_PRESETS = Path(__file__).with_name("presets") / "tuned.json"
+
+
+def tuned_configs(dataset: str, scenario: str) -> dict:
+    """The method configs that the quality bench's tuning chose for ``dataset`` ("cifar10",
+    "fashion-mnist") and ``scenario`` ("random", "classwise"): {method: config}. They were tuned
+    on that bench's small CNN and data subset (docs/method.md, "Tuning"); elsewhere they are a
+    starting point, not a guarantee."""
+    from .methods import METHODS
+
+    presets = json.loads(TUNED_PRESETS.read_text())["presets"] if TUNED_PRESETS.is_file() else {}
+    if scenario not in presets.get(dataset, {}):
+        available = sorted(f"{d}/{s}" for d, by_scenario in presets.items() for s in by_scenario)
+        raise ValueError(f"no tuned preset for {dataset}/{scenario}; tuned presets exist for {available or 'nothing'}")
+    return {method: METHODS[method].config_class.from_dict(values)
+            for method, values in presets[dataset][scenario]["configs"].items()}
+
+
 def recipe_for(bundle: DataBundle, arch: str | None = None, epochs: int | None = None,
-               train: TrainConfig | None = None, width: int | None = None) -> Recipe:
+               train: TrainConfig | None = None, width: int | None = None, tuned_for: str | None = None) -> Recipe:
     """Defaults for ``bundle`` from :data:`PRESETS` (small CNN for digits/Fashion-MNIST,
     ResNet-18 for CIFAR-10). ``epochs`` and ``width`` replace the preset's; ``train`` (e.g. a
     checkpoint's own recipe) replaces the default training recipe, which Retrain reuses, so that
-    Retrain is trained like the original."""
+    Retrain is trained like the original. ``tuned_for`` ("random" or "classwise") takes the
+    method configs that the quality bench's tuning chose for this dataset (:func:`tuned_configs`)."""
     arch = arch or DEFAULT_ARCH[bundle.name]
     preset = PRESETS.get((bundle.name, arch)) or PRESETS[(bundle.name, "*")]
     data_settings = dict(batch_size=preset.batch_size, aug_pad=bundle.aug_pad, aug_flip=bundle.aug_flip)
@@ -66,6 +87,8 @@ def recipe_for(bundle: DataBundle, arch: str | None = None, epochs: int | None =
         if name not in configs:
             has_views = "view_pad" in {f.name for f in fields(spec.config_class)}
             configs[name] = spec.config_class(**data_settings, **(views if has_views else {}))
+    if tuned_for is not None:
+        configs.update(tuned_configs(bundle.name, tuned_for))
     return Recipe(arch, width or preset.width, train, configs)
 
 

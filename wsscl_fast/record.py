@@ -93,6 +93,22 @@ def write_record(record: dict, path, key: bytes | None = None) -> Path:
     return atomic_write_bytes(json.dumps(record, indent=2, sort_keys=True).encode(), path)
 
 
+def _chain_problem(record: dict, record_path: Path, model_blob: dict) -> str | None:
+    """Why the model's ledger and the record do not link up (None when they do): the ledger's
+    last entry must be this record file's SHA-256, and the record's predecessor the entry before."""
+    from .ledger import file_sha256
+
+    records = (model_blob.get("ledger") or {}).get("records") or []
+    if not records:
+        return None
+    if records[-1] != file_sha256(record_path):
+        return f"{record_path} is not the last record of the model's ledger (its SHA-256 differs from the ledger's)"
+    previous = (record.get("ledger") or {}).get("previous_record_sha256")
+    if previous != (records[-2] if len(records) > 1 else None):
+        return f"{record_path} names a previous record that is not the one before it in the model's ledger"
+    return None
+
+
 def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -> tuple[bool, str]:
     """(matches, explanation): does the model file hold the unlearned weights the record names?
     Also fails when the record describes an unlearning that changed no weight, when ``ids``
@@ -116,10 +132,20 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
                        f"original")
     if ids is not None and ids_digest(ids) != record.get("forget_set", {}).get("ids_sha256"):
         return False, f"the given ids are not the forget set of {record_path} (ids SHA-256 differs)"
-    actual = weights_digest(load_checkpoint(model_path)["state_dict"])
+    model_blob = load_checkpoint(model_path)
+    actual = weights_digest(model_blob["state_dict"])
+    chain = _chain_problem(record, record_path, model_blob) if actual == expected else None
+    if chain is not None:
+        return False, chain
     if actual == expected:
         checks = [name for name, done in (("signature", key is not None), ("forget ids", ids is not None)) if done]
         suffix = f"; {' and '.join(checks)} checked" if checks else ""
+        if model_blob.get("ledger", {}).get("records"):
+            suffix += f"; request {len(model_blob['ledger']['records'])} of its ledger, linked to the record before it"
+        if "hmac_sha256" not in record:
+            suffix += "; UNSIGNED: the record carries no signature, so an edit of it would go unnoticed"
+        elif key is None:
+            suffix += "; signature NOT checked (give the key with --key-file)"
         return True, f"{model_path} is the model described by {record_path} (weights SHA-256 {actual}){suffix}"
     if actual == record.get("original_weights_sha256"):
         return False, f"{model_path} holds the ORIGINAL weights, not the unlearned ones ({actual})"

@@ -145,9 +145,13 @@ class RunState:
                     self.path)
 
     def check_stop(self, desc: str, step: int) -> None:
-        if self.stop_requested:
-            raise RunInterrupted(f"stopped by a signal in {desc} after step {step}; the last checkpoint is "
-                                 f"{self.path} (resume with --resume)")
+        if not self.stop_requested:
+            return
+        if not self.path.is_file():  # stopped before the first epoch boundary: there is nothing to resume
+            raise RunInterrupted(f"stopped by a signal in {desc} after step {step}, before the first checkpoint "
+                                 f"(written at epoch boundaries); nothing was saved, so start again without --resume")
+        raise RunInterrupted(f"stopped by a signal in {desc} after step {step}; the last checkpoint is "
+                             f"{self.path} (resume with --resume)")
 
     @contextmanager
     def stop_on_signals(self):

@@ -11,6 +11,8 @@ def augment_batch(x: torch.Tensor, pad: int, flip: bool, generator: torch.Genera
     x: (B, C, H, W) normalised images; returns a new tensor of the same shape. Padding
     happens after normalisation, so the border is the dataset mean, not black.
     """
+    if pad == 0 and not flip:  # nothing to do (and any input shape is fine)
+        return x
     b, _, h, w = x.shape
     rand_device = generator.device if generator is not None else x.device
     if pad > 0:

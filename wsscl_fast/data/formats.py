@@ -354,11 +354,18 @@ def load_bundle(name: str, root: str | None = None, train_size: int | None = Non
     """Load ``digits`` (embedded; 10% validation), ``cifar10`` (``root``, else
     :func:`default_data_root`; ``download`` fetches torchvision's copy there) or
     ``fashion-mnist``, with ``validation_size`` (default :data:`DEFAULT_VALIDATION_SIZE`)
-    training-pool images outside the train split as the validation split."""
+    training-pool images outside the train split as the validation split. Digits has a fixed
+    split: sizes given for it are refused, not ignored."""
+    if name == "digits":
+        given = {k: v for k, v in (("train_size", train_size), ("test_size", test_size),
+                                   ("validation_size", validation_size)) if v is not None}
+        if given:
+            raise ValueError(f"digits has a fixed split (1,257 train / 180 validation / 360 test images); "
+                             f"{', '.join(f'{k}={v}' for k, v in given.items())} applies to cifar10 and fashion-mnist "
+                             "only")
+        return load_digits_bundle(seed)
     if validation_size is None:
         validation_size = DEFAULT_VALIDATION_SIZE
-    if name == "digits":
-        return load_digits_bundle(seed)
     if name == "cifar10":
         return load_cifar10_bundle(root or default_data_root("cifar10"), train_size, test_size, seed, download,
                                    validation_size)

@@ -80,6 +80,25 @@ class ForgetScenario:
     holdout: Dataset | None = None  #: the bundle's validation split: unseen data a method may calibrate on
 
 
+def without(scenario: ForgetScenario, rows: torch.Tensor) -> ForgetScenario:
+    """``scenario`` with the training ``rows`` (samples forgotten earlier) removed from its
+    retain set, so that a new request never trains on them again."""
+    if rows.numel() == 0:
+        return scenario
+    retain, removed = scenario.retain, set(rows.tolist())
+    kept = [i for i in retain.indices if i not in removed]
+    return ForgetScenario(scenario.name, scenario.forget, Subset(retain.dataset, kept), scenario.test,
+                          scenario.forgotten_test, scenario.forget_indices, scenario.holdout)
+
+
+def forgotten_scenario(bundle: DataBundle, rows: torch.Tensor, name: str) -> ForgetScenario:
+    """Every sample at training ``rows`` forgotten (what a ledger holds), evaluated like
+    ``indices:FILE`` forgetting."""
+    forget, retain = index_forget_split(len(bundle.train), rows.tolist())
+    return ForgetScenario(name, Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
+                          bundle.test, None, forget, bundle.validation)
+
+
 def _number(spec: str, text: str, kind, expected: str):
     try:
         return kind(text)

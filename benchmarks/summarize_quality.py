@@ -1,0 +1,101 @@
+"""The README's results headline and table, generated from the tuned quality-bench files.
+
+Reads every ``benchmarks/results/quality_<regime>_<scenario>.json`` whose methods were tuned
+(benchmarks/tuning.py) and writes ``benchmarks/results/quality_summary.md``: one sentence per
+cell saying plainly whether WSS-CL has the lowest mean Avg. Gap of all tuned methods (and at
+what cost), then a per-seed table. ``python -m benchmarks.update_readme`` copies it into the README.
+
+    python -m benchmarks.summarize_quality
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+CELLS = [(regime, scenario) for regime in ("memorise", "generalise") for scenario in ("random", "classwise")]
+REGIME_NAMES = {"memorise": "memorising (CIFAR-10 subset, no augmentation)",
+                "generalise": "generalising (Fashion-MNIST, augmentation)"}
+
+
+def _per_seed(rows: list[dict], method: str) -> list[float]:
+    return [r["gap"] for r in sorted(rows, key=lambda r: r["seed"]) if r["method"] == method]
+
+
+def _mean_rte(rows: list[dict], method: str) -> float:
+    return statistics.mean(r["RTE"] for r in rows if r["method"] == method)
+
+
+def cell_summary(result: dict) -> dict:
+    """WSS-CL, the best tuned baseline and the contrastive ablation of one results file."""
+    rows, verdict = result["rows"], result["verdict"]
+    best = verdict["best_baseline"]
+    ranking = sorted({r["method"] for r in rows} - {"original", "retrain"} - {m for m in {r["method"] for r in rows}
+                                                                              if "[" in m},
+                     key=lambda m: statistics.mean(_per_seed(rows, m)))
+    return dict(wsscl=_per_seed(rows, "wsscl"), best=best, best_gaps=_per_seed(rows, best),
+                ablation=_per_seed(rows, "wsscl [contrastive_weight=0]"), wsscl_rte=_mean_rte(rows, "wsscl"),
+                best_rte=_mean_rte(rows, best), rank=ranking.index("wsscl") + 1, methods=len(ranking),
+                commit=result["environment"]["git_commit"], date=result["environment"]["date"][:10],
+                trials=result["tuning"]["trials_per_method"], verdict=verdict)
+
+
+def _gaps(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+
+
+def sentence(regime: str, scenario: str, cell: dict) -> str:
+    where = f"{REGIME_NAMES[regime]}, {scenario}"
+    if cell["verdict"]["met"]:
+        claim = (f"WSS-CL has the lowest mean Avg. Gap of the {cell['methods']} tuned methods, at "
+                 f"{cell['wsscl_rte']:.1f} s against {cell['best']}'s {cell['best_rte']:.1f} s")
+    elif cell["verdict"]["gap_lowest"]:
+        claim = (f"WSS-CL has the lowest mean Avg. Gap, but costs more than the best baseline, {cell['best']} "
+                 f"({cell['wsscl_rte']:.1f} s against {cell['best_rte']:.1f} s)")
+    else:
+        claim = (f"WSS-CL does not win: it ranks {cell['rank']} of {cell['methods']} tuned methods, with a mean gap of "
+                 f"{statistics.mean(cell['wsscl']):.2f} against {cell['best']}'s "
+                 f"{statistics.mean(cell['best_gaps']):.2f}")
+    if cell["ablation"]:
+        helps = statistics.mean(cell["wsscl"]) < statistics.mean(cell["ablation"])
+        claim += f"; its contrastive term {'lowers' if helps else 'does not lower'} the gap"
+    return f"- **{where}**: {claim}."
+
+
+def render(cells: dict) -> str:
+    lines = ["# Quality bench, every method tuned with the same budget", ""]
+    lines += [sentence(regime, scenario, cell) for (regime, scenario), cell in cells.items()]
+    missing = [f"{regime} {scenario}" for regime, scenario in CELLS if (regime, scenario) not in cells]
+    if missing:
+        lines.append(f"- Not yet run with tuned baselines: {', '.join(missing)}.")
+    lines += ["", "| regime | scenario | WSS-CL gap (per seed) | best tuned baseline | its gap (per seed) | "
+                  "WSS-CL without the contrastive term | WSS-CL RTE | baseline RTE | trials per method | commit |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for (regime, scenario), cell in cells.items():
+        lines.append(f"| {regime} | {scenario} | {_gaps(cell['wsscl'])} | {cell['best']} | {_gaps(cell['best_gaps'])} | "
+                     f"{_gaps(cell['ablation']) if cell['ablation'] else 'not run'} | {cell['wsscl_rte']:.1f} s | "
+                     f"{cell['best_rte']:.1f} s | {cell['trials']} | {cell['commit'][:7]} ({cell['date']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    cells = {}
+    for regime, scenario in CELLS:
+        path = RESULTS / f"quality_{regime}_{scenario}.json"
+        if path.is_file():
+            result = json.loads(path.read_text())
+            if result.get("tuning") and result.get("verdict"):
+                cells[(regime, scenario)] = cell_summary(result)
+    out = RESULTS / "quality_summary.md"
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(render(cells))
+    tmp.replace(out)
+    print(out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
