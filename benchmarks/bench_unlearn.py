@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         print(f"seed {seed}: original test accuracy {originals[-1]['test_accuracy']:.2f}% "
               f"in {originals[-1]['train_seconds']:.1f} s")
         scenario = make_scenario(bundle, args.forget, seed=seed)
-        rows += compare(original, scenario, methods, configs, train_config=configs["retrain"], seed=seed,
+        rows += compare(original, scenario, methods, configs, seed=seed,
                         runtime=Runtime(device=device, execution=fast))
         if "wsscl" in methods:
             reference = unlearn(original, scenario.forget, scenario.retain, "wsscl", configs["wsscl"],

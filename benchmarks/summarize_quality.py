@@ -33,9 +33,8 @@ def cell_summary(result: dict) -> dict:
     """WSS-CL, the best tuned baseline and the contrastive ablation of one results file."""
     rows, verdict = result["rows"], result["verdict"]
     best = verdict["best_baseline"]
-    ranking = sorted({r["method"] for r in rows} - {"original", "retrain"} - {m for m in {r["method"] for r in rows}
-                                                                              if "[" in m},
-                     key=lambda m: statistics.mean(_per_seed(rows, m)))
+    tuned = {r["method"] for r in rows if r["method"] not in ("original", "retrain") and "[" not in r["method"]}
+    ranking = sorted(tuned, key=lambda m: statistics.mean(_per_seed(rows, m)))  # variants ("m [field=v]") excluded
     return dict(wsscl=_per_seed(rows, "wsscl"), best=best, best_gaps=_per_seed(rows, best),
                 ablation=_per_seed(rows, "wsscl [contrastive_weight=0]"), wsscl_rte=_mean_rte(rows, "wsscl"),
                 best_rte=_mean_rte(rows, best), rank=ranking.index("wsscl") + 1, methods=len(ranking),

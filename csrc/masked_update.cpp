@@ -3,7 +3,7 @@
 // (hard, 1 bit per coordinate, least significant bit first), uint8 (soft, q / 255) or floating
 // (soft, in [0, 1]); a coordinate with w == 0 is skipped, so neither its parameter nor its
 // state is written. fp16/bf16 parameters are stepped in fp32 with fp32 state and rounded once
-// when stored. Semantics: ../shared/METHOD.md and wsscl_fast/reference.py.
+// when stored. Semantics: docs/method.md and wsscl_fast/reference.py.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 

@@ -318,3 +318,17 @@ def test_already_forgotten_samples_leave_the_retain_set(trained_digits_model, di
     with pytest.raises(ValueError, match="already_forgotten must be a Subset of the same dataset"):
         unlearn(first.model, fives.forget, fives.retain, "ft", config, runtime=QUIET,
                 already_forgotten=Subset(digits.test, range(3)))
+
+
+def test_wsscl_forgetting_loss_matches_the_reference():
+    from wsscl_fast.methods.wsscl import bounded_forgetting_loss
+    from wsscl_fast.reference import forgetting_loss_ref
+
+    torch.manual_seed(0)
+    logits, q = torch.randn(6, 10), torch.softmax(torch.randn(6, 10) / 0.3, dim=1)
+    bounds, weights = torch.rand(6) * 3 + 0.1, torch.rand(6)
+    retain_logits, retain_targets = torch.randn(4, 10), torch.randint(0, 10, (4,))
+    torch.testing.assert_close(bounded_forgetting_loss(logits, q, bounds, retain_logits, retain_targets),
+                               forgetting_loss_ref(logits, q, bounds, retain_logits, retain_targets), rtol=0, atol=1e-6)
+    torch.testing.assert_close(bounded_forgetting_loss(logits, q, bounds, sample_weights=weights),
+                               forgetting_loss_ref(logits, q, bounds, sample_weights=weights), rtol=0, atol=1e-6)

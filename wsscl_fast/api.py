@@ -211,7 +211,7 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
 
 
 def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None, *,
-            train_config: TrainConfig | None = None, retrain: UnlearnResult | None = None,
+            retrain: UnlearnResult | None = None,
             audit: Audit | bool = False, seed: int = 0, runtime: Runtime | None = None) -> list[dict]:
     """Run Retrain and ``methods`` on one :class:`~wsscl_fast.data.ForgetScenario`.
 
@@ -220,11 +220,11 @@ def compare(model: nn.Module, scenario, methods=UNLEARNING_METHODS, configs=None
     Avg. Gap to Retrain and RTE. A method is a name, or a (row label, name) pair for a variant;
     ``configs`` maps the label to its config. ``retrain``, an already trained Retrain (its model
     and RTE), is evaluated instead of training one; otherwise Retrain trains with
-    ``train_config`` (``configs["retrain"]`` when given). With ``audit``, every row (the
+    ``configs["retrain"]`` (a TrainConfig; its defaults when absent). With ``audit``, every row (the
     original's too) also carries the audit's results. ``runtime`` is :func:`unlearn`'s.
     """
     configs = dict(configs or {})
-    configs.setdefault("retrain", train_config or TrainConfig())
+    configs.setdefault("retrain", TrainConfig())
     audit = as_audit(audit)
     runtime = (runtime or Runtime()).resolved(model)
     if runtime.run_state is not None:

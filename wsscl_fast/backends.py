@@ -8,7 +8,6 @@ A forced backend that is unavailable, or that lacks the op, raises: it never fal
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ ENV_VAR = "WSSCL_BACKEND"
 _cpp_module = None
 _cpp_error: str | None = None
 try:
-    _cpp_module = importlib.import_module("wsscl_fast._C")
+    from . import _C as _cpp_module
 except ImportError as exc:  # the package must import without its C++ extension
     _cpp_error = f"the C++ extension wsscl_fast._C did not import ({exc}); rebuild with `pip install --no-build-isolation -e .`"
 

@@ -343,7 +343,7 @@ def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, 
                    audit: bool = False) -> tuple[list[dict], str]:
     """(rows of :func:`~wsscl_fast.api.compare`, report title) for one forget spec and seed."""
     scenario = make_scenario(bundle, forget_spec, seed=seed)
-    rows = compare(model, scenario, methods, recipe.method_configs, train_config=recipe.train, audit=audit,
+    rows = compare(model, scenario, methods, recipe.method_configs, audit=audit,
                    seed=seed, runtime=runtime)
     return rows, (f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} "
                   f"({len(scenario.forget)} of {len(bundle.train)} samples)")

@@ -1,8 +1,6 @@
 """The differentiable InfoNCE op users import: one public function that validates and dispatches."""
 from __future__ import annotations
 
-import importlib
-
 import torch
 from torch import nn
 
@@ -10,11 +8,19 @@ from . import backends, distributed
 from .reference import infonce_loss_ref
 from .validation import check_finite, check_matrix, check_positive, check_same
 
-_INFONCE_IMPLEMENTATIONS = {
-    "triton": lambda: importlib.import_module("wsscl_fast.kernels.infonce").infonce_loss_triton,
-    "torch": lambda: infonce_loss_ref,
-    "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").infonce_loss_cpp,
-}
+def _infonce_triton():
+    from .kernels.infonce import infonce_loss_triton  # lazy: triton is optional
+
+    return infonce_loss_triton
+
+
+def _infonce_cpp():
+    from .cpp_ops import infonce_loss_cpp
+
+    return infonce_loss_cpp
+
+
+_INFONCE_IMPLEMENTATIONS = {"triton": _infonce_triton, "torch": lambda: infonce_loss_ref, "cpp": _infonce_cpp}
 
 
 def infonce_loss(

@@ -14,7 +14,6 @@ soft weights as q / 255 (:func:`store_saliency`). fp16/bf16 parameters get fp32 
 """
 from __future__ import annotations
 
-import importlib
 from typing import Iterable, Sequence
 
 import torch
@@ -98,6 +97,27 @@ def _state_dtype(param: torch.Tensor) -> torch.dtype:
     return torch.float32 if param.dtype in (torch.float16, torch.bfloat16) else param.dtype
 
 
+# the fused steps, imported lazily: triton and the C++ extension are optional
+def _sgd_triton():
+    from .kernels.masked_update import masked_sgd_triton
+    return masked_sgd_triton
+
+
+def _sgd_cpp():
+    from .cpp_ops import masked_sgd_cpp
+    return masked_sgd_cpp
+
+
+def _adamw_triton():
+    from .kernels.masked_update import masked_adamw_triton
+    return masked_adamw_triton
+
+
+def _adamw_cpp():
+    from .cpp_ops import masked_adamw_cpp
+    return masked_adamw_cpp
+
+
 class _MaskedOptimizer(torch.optim.Optimizer):
     """Stores each group's saliency list (in its ``saliency_storage`` form) beside its params,
     so state_dict() carries it."""
@@ -166,9 +186,7 @@ class MaskedSGD(_MaskedOptimizer):
     """
 
     _op_name = "masked_sgd_step"
-    _implementations = {"triton": lambda: importlib.import_module("wsscl_fast.kernels.masked_update").masked_sgd_triton,
-                        "torch": lambda: _sgd_torch,
-                        "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").masked_sgd_cpp}
+    _implementations = {"triton": _sgd_triton, "torch": lambda: _sgd_torch, "cpp": _sgd_cpp}
 
     def __init__(self, params, saliency, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False, backend: str | None = None, saliency_storage: str = "dense"):
@@ -199,9 +217,7 @@ class MaskedAdamW(_MaskedOptimizer):
     """
 
     _op_name = "masked_adamw_step"
-    _implementations = {"triton": lambda: importlib.import_module("wsscl_fast.kernels.masked_update").masked_adamw_triton,
-                        "torch": lambda: _adamw_torch,
-                        "cpp": lambda: importlib.import_module("wsscl_fast.cpp_ops").masked_adamw_cpp}
+    _implementations = {"triton": _adamw_triton, "torch": lambda: _adamw_torch, "cpp": _adamw_cpp}
 
     def __init__(self, params, saliency, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, backend: str | None = None,

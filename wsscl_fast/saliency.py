@@ -9,7 +9,6 @@ three (``saliency_storage=``).
 """
 from __future__ import annotations
 
-import importlib
 
 import torch
 import torch.nn.functional as F
@@ -24,19 +23,21 @@ from .validation import check_finite, check_fraction
 _STORAGES = {"hard": ("dense", "bits"), "soft": ("dense", "uint8")}
 
 
-def _fused(module: str, name: str):
-    """A fused saliency implementation, called with the keep count instead of the ratio."""
+def _fused(backend: str):
+    """The fused saliency implementation of ``backend`` (imported lazily: triton and the C++
+    extension are optional), called with the keep count instead of the ratio."""
+    if backend == "triton":
+        from .kernels.saliency_select import saliency_from_scores_triton as select
+    else:
+        from .cpp_ops import saliency_from_scores_cpp as select
+
     def run(scores, ratio, mode, sharpness, storage):
-        keep = keep_count(sum(s.numel() for s in scores), ratio)
-        return getattr(importlib.import_module(module), name)(scores, keep, mode, sharpness, storage)
+        return select(scores, keep_count(sum(s.numel() for s in scores), ratio), mode, sharpness, storage)
     return run
 
 
-_SALIENCY_IMPLEMENTATIONS = {
-    "triton": lambda: _fused("wsscl_fast.kernels.saliency_select", "saliency_from_scores_triton"),
-    "cpp": lambda: _fused("wsscl_fast.cpp_ops", "saliency_from_scores_cpp"),
-    "torch": lambda: saliency_from_scores_ref,
-}
+_SALIENCY_IMPLEMENTATIONS = {"triton": lambda: _fused("triton"), "cpp": lambda: _fused("cpp"),
+                             "torch": lambda: saliency_from_scores_ref}
 
 
 def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool = False,

@@ -17,7 +17,6 @@ from ..config import WSSCLConfig
 from ..data import augment_batch, dataset_labels, to_tensors
 from ..models import FeaturesAndLogits
 from ..ops import infonce_loss
-from ..reference import forgetting_loss_ref
 from ..saliency import compute_saliency
 from ..seeding import stream_generator
 from ..training import cycle, run_steps
@@ -108,6 +107,30 @@ def kl_bounds(model, forget_images, forget_labels, retain_loader, config: WSSCLC
     return bounds
 
 
+def bounded_forgetting_loss(forget_logits: torch.Tensor, pseudo_labels: torch.Tensor, bounds: torch.Tensor,
+                            retain_logits: torch.Tensor | None = None, retain_targets: torch.Tensor | None = None,
+                            sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """-mean_i w_i min(KL(q_i || softmax(z_i)), b_i), plus CE(retain) when retain logits are given.
+
+    forget_logits z: (B, C); pseudo_labels q: (B, C), rows summing to 1; bounds b: (B,);
+    sample_weights w: (B,), 1 when None. reference.forgetting_loss_ref is the plain copy that
+    tests compare against."""
+    q = pseudo_labels.float()
+    kl = (torch.xlogy(q, q) - q * F.log_softmax(forget_logits.float(), dim=1)).sum(dim=1)
+    bounded = torch.minimum(kl, bounds.to(kl.dtype))
+    if sample_weights is not None:
+        bounded = bounded * sample_weights
+    loss = -bounded.mean()
+    if retain_logits is not None:
+        loss = loss + F.cross_entropy(retain_logits.float(), retain_targets)
+    return loss
+
+
+def _stage_optimizer(model, config: WSSCLConfig, lr: float, saliency, ctx):
+    """Saliency-weighted SGD at ``lr``, the saliency in the storage its mode uses."""
+    return make_sgd(model, config, lr, saliency, ctx.backend, saliency_storage(config.saliency_mode))
+
+
 def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator):
     """Endless seeded shuffled passes over forget-set row indices, in batches. Under torchrun
     every rank draws the same global batch and keeps its share (rows r, r + W, ...)."""
@@ -121,8 +144,7 @@ def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator)
 def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
     """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain), one forward."""
     pseudo_labels, bounds = targets
-    optimizer = make_sgd(model, config, config.forget_lr, saliency, ctx.backend,
-                         saliency_storage(config.saliency_mode))
+    optimizer = _stage_optimizer(model, config, config.forget_lr, saliency, ctx)
     augment_generator = ctx.generator("forget_augment")
     steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
     batches = zip(forget_batches(forget_images.shape[0], config.forget_batch_size, ctx.generator("forget_batches")),
@@ -133,7 +155,7 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
         _, logits = net(torch.cat([forget_images[index], x_r]))
         logits_f, logits_r = logits.split([index.shape[0], x_r.shape[0]])
-        return forgetting_loss_ref(logits_f, pseudo_labels[index], bounds[index], logits_r, y_r)
+        return bounded_forgetting_loss(logits_f, pseudo_labels[index], bounds[index], logits_r, y_r)
 
     run_steps(model, optimizer, batches, loss_fn, total=config.forget_epochs * steps_per_epoch,
               desc="wsscl forget", **ctx.loop(steps_per_epoch))
@@ -147,8 +169,7 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
     the anchor and the KL input (as in stage 1 and evaluation), its augmented view the positive.
     Under torchrun the negatives of all ranks are gathered."""
     pseudo_labels, bounds = targets
-    optimizer = make_sgd(model, config, config.finetune_lr, saliency, ctx.backend,
-                         saliency_storage(config.saliency_mode))
+    optimizer = _stage_optimizer(model, config, config.finetune_lr, saliency, ctx)
     augment_generator = ctx.generator("finetune_augment")
     batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.finetune_forget_batch_size,
                                                        ctx.generator("finetune_forget_batches")))
@@ -167,7 +188,7 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
                                    check_inputs=False, group=group)
         loss = F.cross_entropy(logits_r, y_r) + config.contrastive_weight * contrastive
         if config.finetune_forget_weight > 0:
-            loss = loss + config.finetune_forget_weight * forgetting_loss_ref(
+            loss = loss + config.finetune_forget_weight * bounded_forgetting_loss(
                 logits_f, pseudo_labels[index], bounds[index], sample_weights=1 / bounds[index])
         return loss
 
