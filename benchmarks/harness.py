@@ -121,6 +121,10 @@ def print_verdict(verdict: dict | None) -> None:
 
 
 def write_json(payload: dict, path: Path) -> None:
+    """Write a result atomically, with the command that made it (unless the payload names one)."""
+    import sys
+
     from wsscl_fast.checkpoint import atomic_write_bytes
 
-    atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), path)
+    command = f"python -m benchmarks.{Path(sys.argv[0]).stem} {' '.join(sys.argv[1:])}".strip()
+    atomic_write_bytes(json.dumps({"command": command, **payload}, indent=2, default=str).encode(), path)

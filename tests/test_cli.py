@@ -1,6 +1,7 @@
 """The command line, in process: train, unlearn, evaluate, compare, --help and bad input."""
 import json
 import pickle
+import re
 
 import pytest
 import torch
@@ -242,6 +243,21 @@ def test_record_names_the_backend_that_ran_each_op(checkpoint, tmp_path, monkeyp
                  "--out", str(tmp_path), "--quiet"]) == 0
     used = json.loads((tmp_path / "record.json").read_text())["backends"]
     assert used == {"saliency": [chosen], "masked_sgd_step": [chosen]}
+
+
+@pytest.mark.parametrize("flag, env, message", [
+    ([], "nonsense", "backend must be one of .* got 'nonsense' \\(from WSSCL_BACKEND\\)"),
+    (["--backend", "triton"], None, "backend 'triton' is unavailable: triton needs CUDA tensors"),
+])
+def test_a_forced_backend_that_cannot_run_is_refused_before_any_work(checkpoint, tmp_path, capsys, monkeypatch,
+                                                                       flag, env, message):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    if env:
+        monkeypatch.setenv("WSSCL_BACKEND", env)
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--method", "ft", "--set", "epochs=1", *flag,
+                 "--out", str(tmp_path / "u"), "--quiet"]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "u").exists()
 
 
 def test_record_of_a_method_without_fused_ops_claims_no_backend(checkpoint, tmp_path, monkeypatch):

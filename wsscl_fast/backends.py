@@ -78,6 +78,20 @@ def unavailable_reason(backend: str, device: torch.device) -> str | None:
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
+def check_forced(backend: str | None, device: torch.device) -> str | None:
+    """The forced backend (``backend``, else ``WSSCL_BACKEND``), refused up front when unknown or
+    unavailable on ``device``, so that a run never starts (or records) a choice it cannot honour."""
+    forced = backend or os.environ.get(ENV_VAR) or None
+    if forced is None:
+        return None
+    if forced not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {forced!r} (from {'backend=' if backend else ENV_VAR})")
+    reason = unavailable_reason(forced, device)
+    if reason is not None:
+        raise RuntimeError(f"backend {forced!r} is unavailable: {reason}")
+    return forced
+
+
 def resolve(op: str, device: torch.device, implementations: dict[str, Callable], backend: str | None = None):
     """Return ``(name, implementation)`` for ``op`` on ``device``.
 

@@ -73,7 +73,9 @@ def _execution(args) -> Execution:
 
 
 def _runtime(args, run_state=None) -> Runtime:
-    """The Runtime of unlearn()/compare() from the shared flags (``--backend`` where the command has it)."""
+    """The Runtime of unlearn()/compare() from the shared flags (``--backend`` where the command has it);
+    a forced backend (flag or WSSCL_BACKEND) that is unknown or unavailable is refused before any work."""
+    backends.check_forced(getattr(args, "backend", None), torch.device(args.device))
     return Runtime(device=args.device, backend=getattr(args, "backend", None), execution=_execution(args),
                    progress=not args.quiet, run_state=run_state)
 
@@ -163,6 +165,18 @@ def prepare_out(args) -> Path:
         raise FileExistsError(f"{out} holds run_state.pt, the checkpoint of an interrupted run; continue it with "
                               f"--resume, choose another --out, or pass --force to discard it")
     return out
+
+
+def provenance(device: torch.device) -> dict:
+    """Where, when, with what and by which command a report was made."""
+    import datetime
+
+    from .record import software_versions
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    return dict(device=str(device), device_name=name, software=software_versions(),
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                command="wsscl-fast " + " ".join(sys.argv[1:]))
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -367,7 +381,7 @@ def cmd_compare(args) -> int:
     rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, _runtime(args), args.audit)
     if distributed.is_main():
         print(write_report(rows, Path(args.out), "compare", title,
-                           extra={"forget": args.forget, "device": str(args.device)}))
+                           extra={"forget": args.forget, **provenance(torch.device(args.device))}))
         print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
     return 0
 
@@ -399,7 +413,7 @@ def cmd_demo(args) -> int:
     overall.close()
     for spec, name, label in DEMO_SCENARIOS:
         print(f"\n## {label} (mean ± std over {args.seeds} seed(s))")
-        print(write_report(rows[name], out, name, titles[name], extra={"forget": spec, "device": str(device)}))
+        print(write_report(rows[name], out, name, titles[name], extra={"forget": spec, **provenance(device)}))
     print(f"\nreports and plots written to {out}/ (classwise.*, random.*)")
     return 0
 

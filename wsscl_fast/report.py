@@ -72,15 +72,16 @@ def gap_chart(summary: list[dict], path: Path, title: str, rows: list[dict] | No
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=90, gridspec_kw=dict(width_ratios=(1.4, 1)))
     x = np.arange(len(metrics))
     width = 0.8 / max(1, len(methods))
+    colors = plt.cm.tab20(np.arange(len(methods)) % 20)  # distinct for up to 20 rows (C0-C9 repeat after 10)
     for i, entry in enumerate(methods):
         gaps = [abs(entry[m] - retrain[m]) if retrain else np.nan for m in metrics]
         left.bar(x + i * width - 0.4 + width / 2, gaps, width, yerr=[entry[m + "_std"] for m in metrics],
-                 label=entry["method"], color=f"C{i}")
+                 label=entry["method"], color=colors[i])
         if entry["method"] != "original":
             seeds = [r for r in rows or () if r["method"] == entry["method"]]
             right.scatter([max(r["RTE"], 1e-3) for r in seeds], [r["gap"] for r in seeds], s=9, alpha=0.5,
-                          color=f"C{i}")
-            right.scatter(max(entry["RTE"], 1e-3), entry["gap"], s=60, marker="D", color=f"C{i}",
+                          color=colors[i])
+            right.scatter(max(entry["RTE"], 1e-3), entry["gap"], s=60, marker="D", color=colors[i],
                           edgecolor="black", linewidth=0.5)
             right.annotate(entry["method"], (max(entry["RTE"], 1e-3), entry["gap"]), fontsize=7,
                            xytext=(3, 3), textcoords="offset points")

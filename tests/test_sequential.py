@@ -1,0 +1,44 @@
+"""Deletion requests in sequence (sequential.py): disjoint requests, cumulative retain sets, and
+each method continuing from its own model."""
+import pytest
+import torch
+
+from wsscl_fast.sequential import compare_sequential, cumulative, sequential_requests
+
+from helpers import QUIET
+
+
+def test_random_requests_are_disjoint_and_the_cumulative_retain_holds_none_of_them(digits):
+    requests = sequential_requests(digits, "random:0.02x3", seed=1)
+    ids = [set(r.forget_indices.tolist()) for r in requests]
+    sizes = [len(s) for s in ids]
+    assert sum(sizes) == round(0.06 * len(digits.train)) and max(sizes) - min(sizes) <= 1
+    assert not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
+    so_far = cumulative(digits, requests[:2])
+    assert set(so_far.retain.indices).isdisjoint(ids[0] | ids[1]) and set(so_far.retain.indices) & ids[2]
+    assert len(so_far.retain) + len(so_far.forget) == len(digits.train)
+
+
+def test_class_requests_split_the_test_set_by_every_removed_class(digits):
+    so_far = cumulative(digits, sequential_requests(digits, "class:3,5"))
+    test_labels = {digits.test.labels[i].item() for i in so_far.test.indices}
+    gone_labels = {digits.test.labels[i].item() for i in so_far.forgotten_test.indices}
+    assert gone_labels == {3, 5} and not test_labels & {3, 5}
+
+
+@pytest.mark.parametrize("spec", ["random:0.5x3", "random:0.1", "range:1"])
+def test_bad_sequential_specs_are_refused(digits, spec):
+    with pytest.raises(ValueError, match="sequential spec"):
+        sequential_requests(digits, spec)
+
+
+def test_compare_sequential_keeps_earlier_classes_forgotten(trained_digits_model, digits, tiny_recipe):
+    configs = dict(tiny_recipe.method_configs, retrain=tiny_recipe.train.replace(epochs=2))
+    configs["wsscl"] = configs["wsscl"].replace(forget_epochs=2, finetune_epochs=1)
+    rows = compare_sequential(trained_digits_model, digits, sequential_requests(digits, "class:3,5"), ["wsscl"],
+                              configs, runtime=QUIET)
+    wsscl = [r for r in rows if r["method"] == "wsscl"]
+    assert [r["request"] for r in wsscl] == [1, 2]
+    assert wsscl[1]["UA"] > 90 and wsscl[1]["forgotten_class_TA"] < 10  # both classes gone after request 2
+    assert wsscl[1]["cumulative_RTE"] == pytest.approx(wsscl[0]["RTE"] + wsscl[1]["RTE"])
+    assert all(r["gap"] == 0 for r in rows if r["method"] == "retrain")
