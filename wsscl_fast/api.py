@@ -112,9 +112,12 @@ AUGMENTATION_FIELDS = ("aug_pad", "aug_flip", "view_pad", "view_flip")  #: confi
 def _check_inputs(name: str, loader, method: str, config) -> None:
     """Inputs must be float tensors, and images (C, H, W) per sample whenever the config crops
     or flips them; refused by name before any work."""
-    x = loader.dataset[0][0]
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: samples must be (tensor, label) pairs, got a {type(x).__name__} input")
+    sample = loader.dataset[0][0]
+    try:
+        x = torch.as_tensor(sample)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: samples must be (image, label) pairs of tensors or arrays, got a "
+                        f"{type(sample).__name__} input") from None
     if not x.is_floating_point():
         raise TypeError(f"{name}: inputs must be float tensors (normalised images), got {x.dtype}; convert integer "
                         "images first, e.g. x.float() / 255 followed by your normalisation")
