@@ -84,6 +84,12 @@ REGIMES = {
 }
 
 
+def cache_tag(regime_name: str) -> str:
+    """The cache key part of a regime's originals and Retrains."""
+    regime = REGIMES[regime_name]
+    return f"{regime_name}-n{regime['train_size']}-w{regime['width']}-e{regime['epochs']}"
+
+
 def load_regime(args):
     """(bundle, recipe, method configs) of ``args.regime``."""
     regime = REGIMES[args.regime]
@@ -162,7 +168,7 @@ def main(argv=None) -> int:
     configs = apply_overrides(configs, args.set)
     methods = [m for m in args.methods.split(",") if m]
     regime = REGIMES[args.regime]
-    tag = f"{args.regime}-n{regime['train_size']}-w{regime['width']}-e{regime['epochs']}"
+    tag = cache_tag(args.regime)
     tuning = tune_all(args, bundle, recipe, configs, methods, tag) if args.tune_trials else {}
     for method, record in tuning.items():
         configs[method] = type(configs[method]).from_dict(record["config"])

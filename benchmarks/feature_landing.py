@@ -18,7 +18,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from benchmarks.bench_quality_cpu import REGIMES, load_regime, original_and_retrain
+from benchmarks.bench_quality_cpu import REGIMES, cache_tag, load_regime, original_and_retrain
 from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, write_json
 
 from wsscl_fast.api import unlearn
@@ -54,8 +54,7 @@ def main(argv=None) -> int:
     measured_with = environment()
     bundle, recipe, configs = load_regime(args)
     original, _, (run_on, _), retrain_model, _ = original_and_retrain(
-        args, bundle, recipe, configs, args.seed, f"{args.regime}-n{REGIMES[args.regime]['train_size']}-"
-        f"w{REGIMES[args.regime]['width']}-e{REGIMES[args.regime]['epochs']}")
+        args, bundle, recipe, configs, args.seed, cache_tag(args.regime))
     tuned_config = WSSCLConfig.from_dict(tuned["config"])
     models = {"original": original, "retrain": retrain_model}
     for label, config in (("wsscl", tuned_config), ("wsscl [contrastive_weight=0]",

@@ -98,13 +98,11 @@ def resolve(op: str, device: torch.device, implementations: dict[str, Callable],
     ``implementations`` maps backend name to a zero-argument loader of the op's function,
     for the backends that implement it.
     """
-    forced = backend or os.environ.get(ENV_VAR) or None
+    try:
+        forced = check_forced(backend, device)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{op}: {exc}") from None
     if forced is not None:
-        if forced not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {forced!r} (from {'backend=' if backend else ENV_VAR})")
-        reason = unavailable_reason(forced, device)
-        if reason is not None:
-            raise RuntimeError(f"{op}: backend {forced!r} is unavailable: {reason}")
         if forced not in implementations:
             raise NotImplementedError(f"{op}: backend {forced!r} does not implement this op (for these inputs) yet")
         _note(op, forced)

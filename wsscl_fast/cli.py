@@ -337,17 +337,16 @@ def cmd_evaluate(args) -> int:
         scenario = forgotten_scenario(bundle, earlier, f"{len(ledger.records)} requests")
         print(f"forget set: every sample of the checkpoint's ledger ({earlier.numel()} samples from "
               f"{len(ledger.records)} requests)")
-        model.to(args.device)
-        _print_metrics(evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test))
-        return 0
-    forget, seed = evaluation_scenario(args, blob)
-    scenario = without(make_scenario(bundle, forget, seed=seed), earlier)  # forgotten samples are not "retained"
-    if args.record and not args.forget:  # the record's forget set: the samples must still be the ones it names
-        expected = json.loads(Path(args.record).read_text()).get("forget_set", {}).get("ids_sha256")
-        if expected != ids_digest(scenario.forget_indices):
-            raise ValueError(f"{forget} (seed {seed}) no longer gives the forget set {args.record} describes (its ids "
-                             "SHA-256 differs: was the indices file changed?); pass the original ids file with --forget")
-    print(f"forget set: {forget}, seed {seed}")
+    else:
+        forget, seed = evaluation_scenario(args, blob)
+        scenario = without(make_scenario(bundle, forget, seed=seed), earlier)  # forgotten samples are not "retained"
+        if args.record and not args.forget:  # the record's forget set: the samples must still be the ones it names
+            expected = json.loads(Path(args.record).read_text()).get("forget_set", {}).get("ids_sha256")
+            if expected != ids_digest(scenario.forget_indices):
+                raise ValueError(f"{forget} (seed {seed}) no longer gives the forget set {args.record} describes (its "
+                                 "ids SHA-256 differs: was the indices file changed?); pass the original ids file with "
+                                 "--forget")
+        print(f"forget set: {forget}, seed {seed}")
     model.to(args.device)
     _print_metrics(evaluate_unlearning(model, scenario.forget, scenario.retain, scenario.test, scenario.forgotten_test))
     return 0

@@ -134,10 +134,10 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
         return False, f"the given ids are not the forget set of {record_path} (ids SHA-256 differs)"
     model_blob = load_checkpoint(model_path)
     actual = weights_digest(model_blob["state_dict"])
-    chain = _chain_problem(record, record_path, model_blob) if actual == expected else None
-    if chain is not None:
-        return False, chain
     if actual == expected:
+        chain = _chain_problem(record, record_path, model_blob)
+        if chain is not None:
+            return False, chain
         checks = [name for name, done in (("signature", key is not None), ("forget ids", ids is not None)) if done]
         suffix = f"; {' and '.join(checks)} checked" if checks else ""
         if model_blob.get("ledger", {}).get("records"):

@@ -8,13 +8,14 @@ on the cumulative retain set.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from .data import DataBundle, ForgetScenario, make_scenario, random_forget_split
+from .data import DataBundle, ForgetScenario, forgotten_scenario, make_scenario, random_forget_split
 from .execution import Runtime
 from .metrics import avg_gap, evaluate_unlearning
 
@@ -32,27 +33,21 @@ def sequential_requests(bundle: DataBundle, spec: str, seed: int = 0) -> list[Fo
             raise ValueError(f"sequential spec {spec!r}: need K >= 1 requests whose fractions sum below 1")
         chosen, _ = random_forget_split(len(bundle.train), f * k, seed)
         chunks = chosen[torch.randperm(len(chosen), generator=torch.Generator().manual_seed(seed))].chunk(k)
-        return [ForgetScenario(f"request {i + 1}", Subset(bundle.train, c.sort().values.tolist()),
-                               Subset(bundle.train, []), bundle.test, None, c.sort().values, bundle.validation)
-                for i, c in enumerate(chunks)]
+        return [forgotten_scenario(bundle, c, f"request {i + 1}") for i, c in enumerate(chunks)]
     raise ValueError(f"sequential spec must be random:FRACTIONxK or class:A,B,..., got {spec!r}")
 
 
 def cumulative(bundle: DataBundle, requests: list[ForgetScenario]) -> ForgetScenario:
     """Everything the ``requests`` forgot, as one scenario: forget = their union, retain = the
     rest; for class requests, TA on the remaining classes and the forgotten classes' test apart."""
-    rows = torch.cat([r.forget_indices for r in requests]).unique()
-    keep = torch.ones(len(bundle.train), dtype=torch.bool)
-    keep[rows] = False
-    test, forgotten_test = bundle.test, None
-    if all(r.forgotten_test is not None for r in requests):
-        removed = torch.cat([bundle.train.labels[r.forget_indices] for r in requests]).unique()
-        gone = torch.isin(bundle.test.labels, removed)
-        test, forgotten_test = Subset(bundle.test, (~gone).nonzero().flatten().tolist()), \
-            Subset(bundle.test, gone.nonzero().flatten().tolist())
-    return ForgetScenario(f"{len(requests)} requests", Subset(bundle.train, rows.tolist()),
-                          Subset(bundle.train, keep.nonzero().flatten().tolist()), test, forgotten_test, rows,
-                          bundle.validation)
+    so_far = forgotten_scenario(bundle, torch.cat([r.forget_indices for r in requests]).unique(),
+                                f"{len(requests)} requests")
+    if not all(r.forgotten_test is not None for r in requests):
+        return so_far
+    removed = torch.cat([bundle.train.labels[r.forget_indices] for r in requests]).unique()
+    gone = torch.isin(bundle.test.labels, removed)
+    return dataclasses.replace(so_far, test=Subset(bundle.test, (~gone).nonzero().flatten().tolist()),
+                               forgotten_test=Subset(bundle.test, gone.nonzero().flatten().tolist()))
 
 
 def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[ForgetScenario], methods, configs: dict,
