@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import REPO, cuda_time_ms, environment, interleaved_median_times, write_json
+from benchmarks.harness import REPO, cuda_time_ms, environment, interleaved_median_times, provenance, write_json
 
 from wsscl_fast import infonce_loss
 from wsscl_fast.reference import infonce_loss_ref
+from wsscl_fast.report import save_figure
 
 GPU_SHAPES = [(256, 256, 512), (1024, 16384, 256), (4096, 65536, 256)]
 CPU_SHAPES = [(256, 256, 512), (256, 4096, 512), (1024, 4096, 256)]
@@ -107,7 +108,7 @@ def measure_cuda(fn, shape, dtype, device) -> dict:
     return dict(ms=cuda_time_ms(step), extra_mb=max(0, extra) / 2**20)
 
 
-def plot(results, path: Path, title: str):
+def plot(results, path: Path, title: str, stamp: dict):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,8 +126,7 @@ def plot(results, path: Path, title: str):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, stamp)
 
 
 def main(argv=None) -> int:
@@ -166,9 +166,9 @@ def main(argv=None) -> int:
     tag = "gpu" if device.type == "cuda" else "cpu"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(dict(environment=environment(device), bf16_matmul_tflops=floor_rate, results=results),
-               out / f"infonce_{tag}.json")
-    plot(results, out / f"infonce_{tag}.png", f"InfoNCE fwd+bwd on {environment(device)['device']}")
+    measured_with = environment(device)
+    write_json(dict(environment=measured_with, bf16_matmul_tflops=floor_rate, results=results), out / f"infonce_{tag}.json")
+    plot(results, out / f"infonce_{tag}.png", f"InfoNCE fwd+bwd on {measured_with['device']}", provenance(measured_with))
     return 0
 
 

@@ -24,13 +24,13 @@ import sys
 import time
 
 import torch
-from torch.utils.data import ConcatDataset, Subset
+from torch.utils.data import ConcatDataset
 
-from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, wsscl_vs_best_baseline
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, provenance, wsscl_vs_best_baseline
 from benchmarks.tuning import split_validation, tune_method, validation_metrics
 
 from wsscl_fast.api import UnlearnResult, compare
-from wsscl_fast.audit import Audit, MembershipReference, reference_halves
+from wsscl_fast.audit import Audit, MembershipReference, train_references
 from wsscl_fast.checkpoint import atomic_save
 from wsscl_fast.data import FASHION_MNIST_ROOT, dataset_names, load_cifar10_bundle, load_fashion_mnist_bundle, make_scenario
 from wsscl_fast.methods import UNLEARNING_METHODS
@@ -59,20 +59,25 @@ def cached_training(key: str, build, train_data, config, seed: int, desc: str):
 
 
 def membership_references(args, bundle, recipe, tag: str):
-    """The audit, with ``args.references`` reference models trained (or loaded from the cache)
-    like the original on complementary random halves of the pool = train + validation splits,
-    so that the validation samples, which no original saw, calibrate the membership test.
+    """The audit, with ``args.references`` reference models (``audit.train_references``, cached)
+    trained like the original on complementary random halves of the pool = train + validation
+    splits, so that the validation samples, which no original saw, calibrate the membership test.
     Returns (Audit, total training seconds of the references)."""
     pool = ConcatDataset([bundle.train, bundle.validation])
-    members = reference_halves(len(pool), args.references, seed=1234)
-    models, seconds = [], 0.0
-    for r, half in enumerate(members):
-        model, took = cached_training(f"reference-{tag}-r{r}of{args.references}",
-                                      lambda: recipe.build_model(bundle), Subset(pool, half.nonzero().flatten().tolist()),
-                                      recipe.train, 100 + r, f"reference {r}")
-        models.append(model)
-        seconds += took
-    return Audit(references=MembershipReference(models, dataset_names(pool), members)), seconds
+    path = CACHE / f"references-{tag}-{args.references}.pt"
+    if path.exists():
+        blob = torch.load(path, weights_only=True)
+        models = [recipe.build_model(bundle) for _ in blob["state_dicts"]]
+        for model, state in zip(models, blob["state_dicts"]):
+            model.load_state_dict(state)
+        reference = MembershipReference([m.eval() for m in models], dataset_names(pool), blob["members"])
+        return Audit(references=reference), blob["seconds"]
+    start = time.perf_counter()
+    reference = train_references(lambda: recipe.build_model(bundle), pool, recipe.train, args.references, seed=1234)
+    seconds = time.perf_counter() - start
+    atomic_save({"state_dicts": [m.state_dict() for m in reference.models], "members": reference.members,
+                 "seconds": seconds}, path)
+    return Audit(references=reference), seconds
 
 
 #: per regime: the data, the model width and the original's training recipe (Retrain's too)
@@ -195,8 +200,9 @@ def main(argv=None) -> int:
     title = (f"{args.regime} regime ({bundle.name}, {regime['train_size']} train), small CNN: forgetting "
              f"{args.forget}, seeds {args.seeds}" + (f", every method tuned ({args.tune_trials} trials)"
                                                      if tuning else ""))
-    table = write_report(rows, args.out, args.name, title, extra=dict(
-        environment=measured_with, command="python -m benchmarks.bench_quality_cpu " + " ".join(argv or sys.argv[1:]),
+    command = "python -m benchmarks.bench_quality_cpu " + " ".join(argv or sys.argv[1:])
+    table = write_report(rows, args.out, args.name, title, provenance=provenance(measured_with, command), extra=dict(
+        environment=measured_with, command=command,
         originals=originals, verdict=verdict, args=vars(args),
         tuning=dict(trials_per_method=args.tune_trials, seeds=args.tune_seeds, cost_cap_fraction=args.cost_cap,
                     scored_on="half of the validation split (the methods calibrate on the other half)",

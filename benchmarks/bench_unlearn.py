@@ -28,7 +28,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, synchronize, wsscl_vs_best_baseline
+from benchmarks.harness import (DEFAULT_CIFAR10, REPO, environment, print_verdict, provenance, synchronize,
+                                wsscl_vs_best_baseline)
 
 from wsscl_fast import Execution, Runtime, compare, unlearn
 from wsscl_fast.data import DEFAULT_VALIDATION_SIZE, load_cifar10_bundle, make_scenario
@@ -144,8 +145,9 @@ def main(argv=None) -> int:
     verdict = wsscl_vs_best_baseline(rows, methods)
     title = (f"{bundle.name} ({len(bundle.train)} train), {recipe.arch}, {recipe.train.epochs} epochs: "
              f"forgetting {args.forget}, seeds {args.seeds}, fast path")
-    table = write_report(rows, args.out, name, title, extra=dict(
-        environment=environment(device), originals=originals, wsscl_reference_vs_fast=wsscl_paths,
+    measured_with = environment(device)
+    table = write_report(rows, args.out, name, title, provenance=provenance(measured_with), extra=dict(
+        environment=measured_with, originals=originals, wsscl_reference_vs_fast=wsscl_paths,
         throughput=throughput, verdict=verdict, execution=fast.to_dict(), args=vars(args),
         configs={m: configs[m].to_dict() for m in ("retrain", *methods)}))
     print(table)

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,38 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CIFAR10 = Path(os.environ.get("WSSCL_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
 
 
-def git_commit() -> str:
-    """The checked-out commit, with "+dirty" when tracked files differ from it ("unknown" outside git)."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30)
-    head = git("rev-parse", "HEAD")
-    if head.returncode:
-        return "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-    return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
 def environment(device: torch.device | None = None) -> dict:
-    """Where, when and from which code version a result was measured."""
-    info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-    }
-    if device is not None and device.type == "cuda":
-        info["device"] = torch.cuda.get_device_name(device)
-    else:
-        info["device"] = f"CPU ({info['cpu_threads']} threads)"
-    try:
-        import triton
+    """Where, when and from which code version a result was measured: date, git commit (of the
+    wsscl_fast checkout that ran, "+dirty" with uncommitted edits), device, thread count, versions."""
+    from wsscl_fast.record import device_name, software_versions
+    from wsscl_fast.version import source_commit
 
-        info["triton"] = triton.__version__
-    except ImportError:
-        pass
-    return info
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "git_commit": source_commit() or "unknown", "device": device_name(device or "cpu"),
+            "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
+            **software_versions()}
 
 
 def synchronize(device: torch.device) -> None:
@@ -120,11 +97,22 @@ def print_verdict(verdict: dict | None) -> None:
         print(line)
 
 
-def write_json(payload: dict, path: Path) -> None:
-    """Write a result atomically, with the command that made it (unless the payload names one)."""
+def this_command() -> str:
+    """The command line of the running benchmark, as ``python -m benchmarks.NAME ARGS``."""
     import sys
 
+    return f"python -m benchmarks.{Path(sys.argv[0]).stem} {' '.join(sys.argv[1:])}".strip()
+
+
+def provenance(measured_with: dict, command: str | None = None) -> dict:
+    """The stamp that Markdown and PNG results carry (the JSON carries ``environment`` whole):
+    commit, date and device of an :func:`environment`, and the command."""
+    return dict(commit=measured_with["git_commit"], date=measured_with["date"], device=measured_with["device"],
+                command=command or this_command())
+
+
+def write_json(payload: dict, path: Path) -> None:
+    """Write a result atomically, with the command that made it (unless the payload names one)."""
     from wsscl_fast.checkpoint import atomic_write_bytes
 
-    command = f"python -m benchmarks.{Path(sys.argv[0]).stem} {' '.join(sys.argv[1:])}".strip()
-    atomic_write_bytes(json.dumps({"command": command, **payload}, indent=2, default=str).encode(), path)
+    atomic_write_bytes(json.dumps({"command": this_command(), **payload}, indent=2, default=str).encode(), path)

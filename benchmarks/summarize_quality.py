@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.harness import REPO, environment, provenance
+
+from wsscl_fast.checkpoint import atomic_write_bytes
+from wsscl_fast.report import provenance_line
+
 RESULTS = REPO / "benchmarks" / "results"
 CELLS = [(regime, scenario) for regime in ("memorise", "generalise") for scenario in ("random", "classwise")]
 REGIME_NAMES = {"memorise": "memorising (CIFAR-10 subset, no augmentation)",
@@ -68,7 +71,7 @@ def sentence(regime: str, scenario: str, cell: dict) -> str:
     return f"- **{where}**: {claim}."
 
 
-def render(cells: dict) -> str:
+def render(cells: dict, stamp: dict) -> str:
     lines = ["# Quality bench, every method tuned with the same budget", ""]
     lines += [sentence(regime, scenario, cell) for (regime, scenario), cell in cells.items()]
     missing = [f"{regime} {scenario}" for regime, scenario in CELLS if (regime, scenario) not in cells]
@@ -81,7 +84,7 @@ def render(cells: dict) -> str:
         lines.append(f"| {regime} | {scenario} | {_gaps(cell['wsscl'])} | {cell['best']} | {_gaps(cell['best_gaps'])} | "
                      f"{_gaps(cell['ablation']) if cell['ablation'] else 'not run'} | {cell['wsscl_rte']:.1f} s | "
                      f"{cell['best_rte']:.1f} s | {cell['trials']} | {cell['commit'][:7]} ({cell['date']}) |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + provenance_line(stamp) + "\n"
 
 
 def main() -> int:
@@ -93,9 +96,8 @@ def main() -> int:
             if result.get("tuning") and result.get("verdict"):
                 cells[(regime, scenario)] = cell_summary(result)
     out = RESULTS / "quality_summary.md"
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render(cells))
-    tmp.replace(out)
+    stamp = {**provenance(environment()), "device": "none (derived from the quality_*.json files above)"}
+    atomic_write_bytes(render(cells, stamp).encode(), out)
     print(out.read_text())
     return 0
 

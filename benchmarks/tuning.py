@@ -90,13 +90,14 @@ def validation_metrics(model, scoring: ForgetScenario) -> dict:
 
 
 def tune_method(method: str, base_config, original, run_on: ForgetScenario, scoring: ForgetScenario,
-                retrain_validation: dict, *, trials: int, cost_cap_s: float, seed: int, sampler_seed: int = 0) -> dict:
-    """Tune ``method`` on one tuning seed. Returns the chosen config (as a dict), its validation
-    gap, and every trial's fields, gap and seconds."""
+                retrain_validation: dict, *, trials: int, cost_cap_s: float, seed: int, sampler_seed: int = 0,
+                space=None) -> dict:
+    """Tune ``method`` on one tuning seed over ``space`` (default: its :data:`SEARCH_SPACES` entry).
+    Returns the chosen config (as a dict), its validation gap, and every trial's fields, gap and seconds."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = SEARCH_SPACES[method]
+    space = space or SEARCH_SPACES[method]
     history = []
 
     def objective(trial) -> float:

@@ -22,9 +22,10 @@ BLOCK = re.compile(r"(<!-- table: (?P<path>[^ #]+)(#(?P<index>\d+))? -->\n)(?P<b
 
 
 def table_of(path: Path, index: int | None = None) -> str:
-    """The body of a results Markdown file: everything after its "# title" line, or only its
-    ``index``-th table (1-based; a table is a run of lines starting with "|")."""
-    lines = path.read_text().splitlines()
+    """The body of a results Markdown file: everything after its "# title" line but its
+    "Provenance:" line (that stays in the file), or only its ``index``-th table (1-based; a table
+    is a run of lines starting with "|")."""
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("Provenance: ")]
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
     if index is None:

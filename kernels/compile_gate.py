@@ -97,14 +97,16 @@ def main(argv=None) -> int:
           f"{len(failed)} failed")
     if args.out:
         from wsscl_fast.checkpoint import atomic_write_bytes
-        from wsscl_fast.version import __version__
+        from wsscl_fast.report import provenance_line
+        from wsscl_fast.version import __version__, source_commit
 
-        date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        stamp = dict(commit=source_commit() or f"wsscl_fast {__version__}",
+                     date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     device=f"none (Triton {triton.__version__}, ptxas from the triton wheel)",
+                     command="python -m wsscl_fast.kernels.compile_gate "
+                             + " ".join(argv if argv is not None else sys.argv[1:]))
         header = (f"# Ahead-of-time compile gate ({'quick subset' if args.quick else 'full sweep'})\n\n"
-                  f"{date}, wsscl_fast {__version__}, Triton {triton.__version__}, ptxas from the triton wheel, "
-                  f"no GPU (device: the compiler only). Command: "
-                  f"`python -m wsscl_fast.kernels.compile_gate {' '.join(argv if argv is not None else sys.argv[1:])}`."
-                  "\n\n")
+                  f"{provenance_line(stamp)}\n\n")
         atomic_write_bytes((header + table + "\n").encode(), args.out)
     for r in failed:
         print(f"FAIL sm_{r.spec.arch} {r.spec.label}: {'; '.join(r.failures())}", file=sys.stderr)

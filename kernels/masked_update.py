@@ -12,7 +12,7 @@ masks (a scattered mask touches almost every 32-byte sector anyway).
 Saliency storage (constexpr SALIENCY): "bool" (1 byte, hard), "bits" (hard, packed 1 bit per
 coordinate, least significant bit first), "uint8" (soft, q / 255), "float32" or "bfloat16" (soft).
 Parameters and gradients are fp32, bf16 or fp16 (constexpr PARAM); optimizer state is always
-fp32, and 16-bit parameters are rounded once per step when stored.
+fp32 (``precision.compute_dtype``), and 16-bit parameters are rounded once per step when stored.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..precision import compute_dtype
 from .multi_tensor import chunk_of, chunk_table, contiguous, interpreted, to_device
 
 DENSE_SALIENCY_KINDS = {torch.bool: "bool", torch.float32: "float32", torch.bfloat16: "bfloat16"}
@@ -228,12 +229,12 @@ def _param_kind(params, grads, states) -> str:
         assert g.dtype == p.dtype and g.shape == p.shape and g.is_contiguous() and p.is_contiguous(), f"tensor {i}"
         for state in states:
             s = state[i]
-            assert s.dtype == torch.float32 and s.shape == p.shape and s.is_contiguous(), f"state of tensor {i}"
+            assert s.dtype == compute_dtype(p.dtype) and s.shape == p.shape and s.is_contiguous(), f"state of tensor {i}"
     return kinds.pop()
 
 
 def _state_like(p):
-    return torch.zeros(p.shape, dtype=torch.float32, device=p.device)
+    return torch.zeros(p.shape, dtype=compute_dtype(p.dtype), device=p.device)  # fp32 for every PARAM kind
 
 
 def masked_sgd_triton(params, grads, saliencies, buffers, *, lr, momentum, weight_decay, nesterov, storage):

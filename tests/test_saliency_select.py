@@ -60,7 +60,7 @@ def test_threshold_refuses_k_out_of_range(backend):
 def test_emission_matches_the_reference(backend, mode, storage, ratio):
     g = torch.Generator().manual_seed(1)
     scores = [torch.randn(s, generator=g).abs().to(device_for(backend)) for s in MIXED_SHAPES]
-    ours = saliency_from_scores(scores, ratio, mode, backend=backend, storage=storage)
+    ours = saliency_from_scores(scores, ratio, mode, backend=backend, saliency_storage=storage)
     expected = saliency_from_scores_ref([s.cpu() for s in scores], ratio, mode, storage=storage)
     for a, b in zip(ours, expected):
         assert a.dtype == b.dtype and a.shape == b.shape
@@ -84,7 +84,7 @@ def test_sharpened_soft_weights_match_within_float_rounding(backend, sharpness):
 def test_hard_mask_keeps_exactly_the_top_k_without_ties(backend):
     scores = [torch.randperm(5000, generator=torch.Generator().manual_seed(3)).float().reshape(50, 100)]
     scores = [s.to(device_for(backend)) for s in scores]
-    mask = saliency_from_scores(scores, 0.1, "hard", backend=backend, storage="bits")[0]
+    mask = saliency_from_scores(scores, 0.1, "hard", backend=backend, saliency_storage="bits")[0]
     assert int(unpack_mask_ref(mask.cpu(), (50, 100)).sum()) == keep_count(5000, 0.1) == 500
 
 
@@ -106,8 +106,8 @@ def test_storage_formats_round_trip():
 def test_bad_selection_arguments(backend):
     scores = [torch.rand(10).to(device_for(backend))]
     with pytest.raises(ValueError, match="storage must be one of"):
-        saliency_from_scores(scores, 0.5, "soft", backend=backend, storage="bits")
+        saliency_from_scores(scores, 0.5, "soft", backend=backend, saliency_storage="bits")
     with pytest.raises(ValueError, match="storage must be one of"):
-        saliency_from_scores(scores, 0.5, "hard", backend=backend, storage="uint8")
+        saliency_from_scores(scores, 0.5, "hard", backend=backend, saliency_storage="uint8")
     with pytest.raises(ValueError, match=r"scores\[0\] contains NaN"):
         saliency_from_scores([torch.tensor([1.0, float("nan")]).to(device_for(backend))], 0.5, backend=backend)

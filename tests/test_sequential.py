@@ -1,5 +1,7 @@
 """Deletion requests in sequence (sequential.py): disjoint requests, cumulative retain sets, and
 each method continuing from its own model."""
+import json
+
 import pytest
 import torch
 
@@ -42,3 +44,30 @@ def test_compare_sequential_keeps_earlier_classes_forgotten(trained_digits_model
     assert wsscl[1]["UA"] > 90 and wsscl[1]["forgotten_class_TA"] < 10  # both classes gone after request 2
     assert wsscl[1]["cumulative_RTE"] == pytest.approx(wsscl[0]["RTE"] + wsscl[1]["RTE"])
     assert all(r["gap"] == 0 for r in rows if r["method"] == "retrain")
+
+
+def test_cli_compare_runs_requests_in_sequence_and_stamps_its_report(tmp_path, capsys):
+    from PIL import Image
+
+    from wsscl_fast.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", "digits", "--epochs", "2", "--requests", "class:3,5", "--methods", "ft",
+                 "--set", "ft.epochs=1", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert [(r["method"], r["request"]) for r in report["rows"]] == [("retrain", 1), ("ft", 1), ("retrain", 2),
+                                                                     ("ft", 2)]
+    assert report["requests"] == "class:3,5" and report["provenance"]["command"].startswith("wsscl-fast compare")
+    assert "| ft | " in (out / "compare.md").read_text() and "gap after 2" in (out / "compare.md").read_text()
+    with Image.open(out / "compare.png") as image:
+        assert json.loads(image.text["Provenance"])["device"] == report["provenance"]["device"]
+
+
+@pytest.mark.parametrize("extra, message", [(["--requests", "class:"], "sequential spec"),
+                                            (["--requests", "class:3,5", "--audit"], "--audit measures one request")])
+def test_cli_compare_refuses_bad_requests_before_any_work(tmp_path, capsys, extra, message):
+    from wsscl_fast.cli import main
+
+    assert main(["compare", "--data", "digits", "--out", str(tmp_path / "cmp"), "--quiet", *extra]) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "cmp").exists()

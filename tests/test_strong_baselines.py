@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wsscl_fast import CoUnConfig, NegGradPlusConfig, SCRUBConfig, unlearn
-from wsscl_fast.methods.coun import nt_xent
+from wsscl_fast.methods.common import nt_xent
 from wsscl_fast.methods.scrub import distillation_kl, step_loss
 
 from helpers import QUIET

@@ -13,7 +13,7 @@ from . import backends, distributed
 from .audit import Audit, as_audit, run_audit
 from .config import TrainConfig
 from .execution import Runtime
-from .data import dataset_labels, make_loader
+from .data import dataset_labels, make_loader, subset_without
 from .methods import UNLEARNING_METHODS, MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
 from .models import num_outputs
@@ -65,8 +65,8 @@ def _without_earlier(retain, already_forgotten):
         if earlier_base is not base or earlier is None:
             raise ValueError("already_forgotten must be a Subset of the same dataset as retain, or row indices into it")
     else:
-        earlier = torch.as_tensor(list(already_forgotten), dtype=torch.int64)
-    return Subset(base, rows[~torch.isin(rows, earlier)].tolist())
+        earlier = list(already_forgotten)
+    return subset_without(Subset(base, rows.tolist()), earlier)
 
 
 def _check_disjoint(forget, retain) -> None:

@@ -67,8 +67,8 @@ def _execution(args) -> Execution:
         if args.channels_last or args.compile:
             raise ValueError("--channels-last and --compile belong to the fast path, not --execution reference")
         return Execution.reference()
-    if args.execution == "auto" and torch.device(args.device).type != "cuda" and not (args.channels_last or args.compile):
-        return Execution.reference()
+    if args.execution == "auto" and not (args.channels_last or args.compile):
+        return Execution.default_for(torch.device(args.device))
     return Execution.fast(channels_last=args.channels_last, compile=args.compile)
 
 
@@ -167,16 +167,17 @@ def prepare_out(args) -> Path:
     return out
 
 
-def provenance(device: torch.device) -> dict:
-    """Where, when, with what and by which command a report was made."""
+def provenance(args) -> dict:
+    """Where, when, from which code and by which command (``args.argv``) a report was made (the
+    code: the git commit of a source checkout, else the installed version)."""
     import datetime
 
-    from .record import software_versions
+    from .record import device_name
+    from .version import __version__, source_commit
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    return dict(device=str(device), device_name=name, software=software_versions(),
+    return dict(commit=source_commit() or f"wsscl_fast {__version__}",
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                command="wsscl-fast " + " ".join(sys.argv[1:]))
+                device=device_name(args.device), command=" ".join(["wsscl-fast", *args.argv]))
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -363,6 +364,13 @@ def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, 
 
 
 def cmd_compare(args) -> int:
+    if args.requests:  # refused before any work
+        from .sequential import parse_requests
+
+        parse_requests(args.requests)
+        if args.audit:
+            raise ValueError("--audit measures one request; with --requests, audit the final checkpoint of "
+                             "`unlearn` instead")
     prepare_out(args)
     blob = load_checkpoint(args.checkpoint, args.arch) if args.checkpoint else None
     bundle = _bundle(args, blob)
@@ -377,11 +385,30 @@ def cmd_compare(args) -> int:
     methods = [m for m in args.methods.split(",") if m]
     recipe.method_configs = apply_overrides(recipe.method_configs, args.set, used=("retrain", *methods))
     model.to(args.device)
+    if args.requests:
+        return _compare_sequential(args, model, bundle, recipe, methods)
     rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, _runtime(args), args.audit)
     if distributed.is_main():
-        print(write_report(rows, Path(args.out), "compare", title,
-                           extra={"forget": args.forget, **provenance(torch.device(args.device))}))
+        stamp = provenance(args)
+        print(write_report(rows, Path(args.out), "compare", title, extra={"forget": args.forget, "provenance": stamp},
+                           provenance=stamp))
         print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
+    return 0
+
+
+def _compare_sequential(args, model, bundle, recipe, methods) -> int:
+    """``compare --requests``: the requests one after another, every method from its own previous model."""
+    from .report import write_sequential_report
+    from .sequential import compare_sequential, sequential_requests
+
+    requests = sequential_requests(bundle, args.requests, seed=args.seed)
+    rows = compare_sequential(model, bundle, requests, methods, recipe.method_configs, seed=args.seed,
+                              runtime=_runtime(args))
+    title = f"{bundle.name}, {recipe.arch}: {len(requests)} deletion requests in sequence ({args.requests})"
+    stamp = provenance(args)
+    print(write_sequential_report(rows, args.out, "compare", title, provenance=stamp,
+                                  extra={"requests": args.requests, "provenance": stamp}))
+    print(f"report: {Path(args.out) / 'compare.md'}, .json, .png")
     return 0
 
 
@@ -412,7 +439,9 @@ def cmd_demo(args) -> int:
     overall.close()
     for spec, name, label in DEMO_SCENARIOS:
         print(f"\n## {label} (mean ± std over {args.seeds} seed(s))")
-        print(write_report(rows[name], out, name, titles[name], extra={"forget": spec, **provenance(device)}))
+        stamp = provenance(args)
+        print(write_report(rows[name], out, name, titles[name], extra={"forget": spec, "provenance": stamp},
+                           provenance=stamp))
     print(f"\nreports and plots written to {out}/ (classwise.*, random.*)")
     return 0
 
@@ -447,7 +476,8 @@ COMMANDS = {  # name: (one-line help, description, examples)
         'Run several methods and Retrain from the same original model; write the table (Markdown, JSON) and '
         'plots to OUT.',
         ('wsscl-fast compare --checkpoint runs/digits/model.pt --forget random:0.1 --methods ft,salun,wsscl',
-         'wsscl-fast compare --data digits --epochs 5 --set wsscl.finetune_epochs=3',)),
+         'wsscl-fast compare --data digits --epochs 5 --set wsscl.finetune_epochs=3',
+         'wsscl-fast compare --data digits --requests class:3,5,7 --methods ft,salun,wsscl',)),
     "demo": (
         'the whole story on the embedded digits data, on a CPU, in about three minutes',
         "Train a small CNN on scikit-learn's digits, then compare every method class-wise and at random; "
@@ -540,6 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a field of one method's config (repeatable). " + _config_fields_help())
     p.add_argument("--audit", action="store_true",
                    help="also run the relearning attack and the linear probe (docs/audit.md)")
+    p.add_argument("--requests", default=None, metavar="SPEC",
+                   help="deletion requests in sequence instead of --forget: random:FRACTIONxK (K disjoint random "
+                        "requests) or class:A,B,... (one class each); each method continues from its own previous "
+                        "model and is measured after every request against a Retrain on everything left")
     _common(p, "wsscl_out/compare")
     p.set_defaults(func=cmd_compare)
 
@@ -558,6 +592,7 @@ def _remove_if_new_and_empty(out: Path | None) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     out = Path(args.out) if getattr(args, "out", None) else None
     created_out = out if out is not None and not out.exists() else None
     try:

@@ -174,7 +174,8 @@ class WSSCLConfig(_Common):
     InfoNCE(z(x_f), z(aug x_f), z(x_r); ``temperature``) on L2-normalised backbone features
     (anchor: the clean forget image; positive: its view; negatives: the retain batch), for
     ``finetune_epochs`` passes over the retain set, with ``finetune_forget_batch_size`` forget
-    samples per step; with ``finetune_forget_weight`` > 0
+    samples per step (``contrastive_negatives`` and ``retain_pair_weight`` select the other
+    readings of the pairs that docs/method.md lists); with ``finetune_forget_weight`` > 0
     stage 1's bounded KL term, on the clean forget images and divided by each sample's bound
     (the fraction of the way to "unseen"), stays in the loss (our reading of "adversarial
     fine-tuning": forgetting pressure while utility recovers).
@@ -218,17 +219,23 @@ class WSSCLConfig(_Common):
     finetune_forget_batch_size: int = 32
     contrastive_weight: float = 1.0  #: lambda
     temperature: float = 0.5  #: of the InfoNCE loss
+    #: each forget anchor's negatives: "all" retain samples of the batch, or "other_classes" (the
+    #: retain samples of its own class left out; the same as "all" when its class is removed)
+    contrastive_negatives: str = "all"
+    #: weight of a SimCLR term on two views of each retain batch beside the forget pairs (CoUn's pairs); 0: off
+    retain_pair_weight: float = 0.0
     finetune_forget_weight: float = 3.5  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
 
     def __post_init__(self):
         super().__post_init__()
         self._require("finetune_schedule", lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'")
         self._require("saliency_mode", lambda v: v in ("soft", "hard"), "'soft' or 'hard'")
+        self._require("contrastive_negatives", lambda v: v in ("all", "other_classes"), "'all' or 'other_classes'")
         self._require("saliency_ratio", lambda v: 0 < v <= 1, "in (0, 1]")
         for name in ("temperature", "pseudo_label_temperature", "kl_bound_fallback",
                      "forget_lr", "finetune_lr"):
             self._require(name, lambda v: v > 0, "> 0")
-        for name in ("contrastive_weight", "finetune_forget_weight"):
+        for name in ("contrastive_weight", "retain_pair_weight", "finetune_forget_weight"):
             self._require(name, lambda v: v >= 0, ">= 0")
         for name in ("num_views", "forget_batch_size", "finetune_forget_batch_size"):
             self._require(name, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .backends import cpp_extension
+from .precision import compute_dtype
 
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
 _STRIP_ELEMENTS = 1 << 22  # one thread's (block_rows, M) logits strip: 16 MB in fp32
 
 
@@ -24,7 +24,7 @@ class _InfoNCECpp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, anchors, positives, negatives, temperature, normalize):
-        compute = [x.float() if x.dtype in _HALF_DTYPES else x for x in (anchors, positives, negatives)]
+        compute = [x.to(compute_dtype(x.dtype)) for x in (anchors, positives, negatives)]
         need_grad = any(ctx.needs_input_grad[:3])
         loss, *grads = cpp_extension().infonce_forward(*compute, temperature, normalize, need_grad,
                                                        strip_rows(anchors.shape[0], negatives.shape[0]))
@@ -58,14 +58,11 @@ def _write_back(originals, updated):
             original.copy_(new)
 
 
-def _fp32_state_like(p):
-    return torch.zeros(p.shape, dtype=torch.float32 if p.dtype in _HALF_DTYPES else p.dtype)
-
-
 def masked_sgd_cpp(params, grads, saliencies, buffers, *, lr, momentum, weight_decay, nesterov, storage):
     """List-wise masked SGD in one C++ call; returns the momentum buffers (None without momentum)."""
     if momentum != 0:
-        buffers = [_fp32_state_like(p) if b is None else b for p, b in zip(params, buffers)]
+        buffers = [torch.zeros(p.shape, dtype=compute_dtype(p.dtype)) if b is None else b
+                   for p, b in zip(params, buffers)]
     work = _contiguous_views(params)
     work_buffers = _contiguous_views(buffers) if momentum != 0 else []
     cpp_extension().masked_sgd_step(work, _contiguous_views(grads), _contiguous_views(saliencies), work_buffers,

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import torch
 
 from . import backends
+from .precision import compute_dtype
 from .reference import (dequantize_saliency_ref, masked_adamw_step_ref, masked_sgd_step_ref, pack_mask_ref,
                         quantize_saliency_ref, unpack_mask_ref)
 
@@ -89,12 +90,6 @@ def dense_saliency(saliency: torch.Tensor, storage: str, shape) -> torch.Tensor:
     if storage == "uint8":
         return dequantize_saliency_ref(saliency)
     return saliency
-
-
-def _state_dtype(param: torch.Tensor) -> torch.dtype:
-    """Optimizer state is fp32 for fp16/bf16 parameters (no master copy: the parameter is
-    rounded once per step), and the parameter's dtype otherwise."""
-    return torch.float32 if param.dtype in (torch.float16, torch.bfloat16) else param.dtype
 
 
 # the fused steps, imported lazily: triton and the C++ extension are optional
@@ -235,8 +230,8 @@ class MaskedAdamW(_MaskedOptimizer):
             state = self.state[p]
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, dtype=_state_dtype(p), memory_format=torch.contiguous_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, dtype=_state_dtype(p), memory_format=torch.contiguous_format)
+                state["exp_avg"] = torch.zeros_like(p, dtype=compute_dtype(p.dtype), memory_format=torch.contiguous_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, dtype=compute_dtype(p.dtype), memory_format=torch.contiguous_format)
             state["step"] += 1
         beta1, beta2 = group["betas"]
         self._implementation(params[0].device)(

@@ -39,6 +39,14 @@ def ids_digest(ids) -> str:
     return hashlib.sha256(ids.numpy().astype("<i8").tobytes()).hexdigest()
 
 
+def device_name(device) -> str:
+    """The accelerator's name, or "CPU (N threads)": the one spelling of records, reports and benchmarks."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
 def software_versions() -> dict:
     import numpy
 
@@ -70,8 +78,7 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
         forget_set=dict(count=int(ids.unique().numel()), ids_sha256=ids_digest(ids), scenario=scenario),
         method=result.method, config=result.config.to_dict(), seed=seed,
         backends=result.info.get("backends", {}),  # {op: [backend]}: what actually ran, not what was asked
-        device=str(device), device_name=(torch.cuda.get_device_name(torch.device(device))
-                                         if torch.device(device).type == "cuda" else platform.processor() or "cpu"),
+        device=str(device), device_name=device_name(device),
         software=software_versions(), rte_seconds=result.rte, timings=result.timings, metrics=result.metrics,
     )
     if retrain_metrics is not None and result.metrics is not None:

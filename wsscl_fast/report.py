@@ -17,14 +17,20 @@ HEADERS = {"UA": "UA", "RA": "RA", "TA": "TA", "MIA": "MIA-eff.", "gap": "Avg. G
            "lira_tpr@0.01": "LiRA TPR @ 1% FPR", "lira_tpr@0.001": "LiRA TPR @ 0.1% FPR"}
 
 
-def _save(fig, path: Path) -> None:
-    """Write a matplotlib figure atomically (a temporary file, then a rename) and close it."""
+def save_figure(fig, path: Path, provenance: dict | None = None) -> None:
+    """Write a matplotlib figure as PNG atomically (a temporary file, then a rename) and close it.
+    ``provenance`` (commit, date, device, command) goes into the PNG's "Provenance" text chunk as JSON."""
     import matplotlib.pyplot as plt
 
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(tmp, format="png", metadata={"Provenance": json.dumps(provenance)} if provenance else None)
     plt.close(fig)
     tmp.replace(path)
+
+
+def provenance_line(provenance: dict) -> str:
+    """The Markdown line that says where a result came from: ``Provenance: commit `...`, date `...`, ...``."""
+    return "Provenance: " + ", ".join(f"{key} `{value}`" for key, value in provenance.items())
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -57,7 +63,8 @@ def markdown_table(summary: list[dict], columns=("UA", "RA", "TA", "MIA", "forgo
     return "\n".join(lines)
 
 
-def gap_chart(summary: list[dict], path: Path, title: str, rows: list[dict] | None = None) -> None:
+def gap_chart(summary: list[dict], path: Path, title: str, rows: list[dict] | None = None,
+              provenance: dict | None = None) -> None:
     """Left: each method's distance to Retrain per metric, |metric - Retrain's| (0 is
     Retrain's behaviour). Right: Avg. Gap against run time, the trade-off users choose by:
     one small dot per seed (from ``rows``) and a large marker at each method's mean."""
@@ -98,10 +105,10 @@ def gap_chart(summary: list[dict], path: Path, title: str, rows: list[dict] | No
     right.set_title("dots: seeds, diamonds: means", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, provenance)
 
 
-def membership_chart(rows: list[dict], path: Path, title: str) -> None:
+def membership_chart(rows: list[dict], path: Path, title: str, provenance: dict | None = None) -> None:
     """Per method, the distribution of the forget samples' LiRA scores (all seeds pooled):
     Retrain's is what never having seen them looks like."""
     import matplotlib
@@ -122,22 +129,82 @@ def membership_chart(rows: list[dict], path: Path, title: str) -> None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, provenance)
 
 
-def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, extra: dict | None = None) -> str:
-    """Write ``name``.json (rows + summary), ``name``.md and ``name``.png; return the table."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def render_report(rows: list[dict], out_dir: Path, name: str, title: str, provenance: dict | None = None) -> str:
+    """Write ``name``.md (the table, then ``provenance``: commit, date, device, command) and
+    ``name``.png (stamped with it) from ``rows``; return the table."""
     summary = summarize(rows)
     table = markdown_table(summary)
     if any(k in summary[0] for k in AUDIT_COLUMNS):
         table += ("\n\nAudit (FA: forget-set accuracy, %; LiRA: % of forget samples called members; "
                   "closer to Retrain is better):\n\n" + markdown_table(summary, AUDIT_COLUMNS))
-    payload = {"title": title, **(extra or {}), "summary": summary, "rows": rows}
-    atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), out_dir / f"{name}.json")
-    atomic_write_bytes(f"# {title}\n\n{table}\n".encode(), out_dir / f"{name}.md")
-    gap_chart(summary, out_dir / f"{name}.png", title, rows)
+    footer = f"\n{provenance_line(provenance)}\n" if provenance else ""
+    atomic_write_bytes(f"# {title}\n\n{table}\n{footer}".encode(), out_dir / f"{name}.md")
+    gap_chart(summary, out_dir / f"{name}.png", title, rows, provenance)
     if any("lira_scores" in r for r in rows):
-        membership_chart(rows, out_dir / f"{name}_lira.png", title)
+        membership_chart(rows, out_dir / f"{name}_lira.png", title, provenance)
+    return table
+
+
+def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, extra: dict | None = None,
+                 provenance: dict | None = None) -> str:
+    """Write ``name``.json (rows + summary, with ``extra``), then :func:`render_report`'s
+    ``name``.md and ``name``.png; return the table."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"title": title, **(extra or {}), "summary": summarize(rows), "rows": rows}
+    atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), out_dir / f"{name}.json")
+    return render_report(rows, out_dir, name, title, provenance)
+
+
+def sequential_table(rows: list[dict]) -> str:
+    """Per method: the Avg. Gap after each request, then the mean RTE per request and the total."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    requests = sorted({r["request"] for r in rows})
+    lines = ["| method | " + " | ".join(f"gap after {k}" for k in requests) + " | RTE per request (s) | total RTE (s) |",
+             "|---" * (len(requests) + 3) + "|"]
+    for m in methods:
+        mine = sorted((r for r in rows if r["method"] == m), key=lambda r: r["request"])
+        gaps = " | ".join(f"{r['gap']:.2f}" for r in mine)
+        lines.append(f"| {m} | {gaps} | {np.mean([r['RTE'] for r in mine]):.2f} | {mine[-1]['cumulative_RTE']:.2f} |")
+    return "\n".join(lines)
+
+
+def sequential_chart(rows: list[dict], path: Path, title: str, provenance: dict | None = None) -> None:
+    """Left: Avg. Gap after each request; right: cumulative run time (Retrain: one retraining)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), dpi=90)
+    for i, m in enumerate(dict.fromkeys(r["method"] for r in rows)):
+        mine = sorted((r for r in rows if r["method"] == m), key=lambda r: r["request"])
+        k = [r["request"] for r in mine]
+        if m != "retrain":
+            left.plot(k, [r["gap"] for r in mine], marker="o", label=m, color=f"C{i}")
+        right.plot(k, [r["cumulative_RTE"] for r in mine], marker="o", label=m, color=f"C{i}")
+    left.set_xlabel("requests so far")
+    left.set_ylabel("Avg. Gap to Retrain")
+    right.set_xlabel("requests so far")
+    right.set_ylabel("cumulative run time (s)")
+    right.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path, provenance)
+
+
+def write_sequential_report(rows: list[dict], out_dir: str | Path, name: str, title: str, extra: dict | None = None,
+                            provenance: dict | None = None) -> str:
+    """Rows of :func:`~wsscl_fast.sequential.compare_sequential` as ``name``.json, .md and .png; returns the table."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = sequential_table(rows)
+    atomic_write_bytes(json.dumps({"title": title, **(extra or {}), "rows": rows}, indent=2, default=str).encode(),
+                       out_dir / f"{name}.json")
+    footer = f"\n{provenance_line(provenance)}\n" if provenance else ""
+    atomic_write_bytes(f"# {title}\n\n{table}\n{footer}".encode(), out_dir / f"{name}.md")
+    sequential_chart(rows, out_dir / f"{name}.png", title, provenance)
     return table

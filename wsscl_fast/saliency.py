@@ -5,7 +5,7 @@ raw gradients accumulated, abs taken once at the end). t = global top-``ratio`` 
 hard: m = 1[g >= t];  soft: s = clamp(g / t, 0, 1) ** sharpness.
 Storage: ``"dense"`` (bool masks, float32 weights), ``"bits"`` (hard masks packed 1 bit per
 coordinate) or ``"uint8"`` (soft weights quantised to q / 255); the masked optimizers take all
-three (``saliency_storage=``).
+three; every public function spells the keyword ``saliency_storage=``.
 """
 from __future__ import annotations
 
@@ -74,14 +74,15 @@ def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool
 
 def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft",
                          sharpness: float = 1.0, backend: str | None = None,
-                         storage: str = "dense") -> list[torch.Tensor]:
+                         saliency_storage: str = "dense") -> list[torch.Tensor]:
     """Global top-``ratio`` threshold over all ``scores`` (radix select on the fused
-    backends), then hard masks or soft weights in ``storage`` form."""
+    backends), then hard masks or soft weights in ``saliency_storage`` form."""
     check_fraction("ratio", ratio)
     if mode not in _STORAGES:
         raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
-    if storage not in _STORAGES[mode]:
-        raise ValueError(f"storage must be one of {_STORAGES[mode]} for mode={mode!r}, got {storage!r}")
+    if saliency_storage not in _STORAGES[mode]:
+        raise ValueError(f"saliency_storage must be one of {_STORAGES[mode]} for mode={mode!r}, "
+                         f"got {saliency_storage!r}")
     if sharpness <= 0:
         raise ValueError(f"sharpness must be > 0, got {sharpness}")
     if not scores or sum(s.numel() for s in scores) == 0:
@@ -89,14 +90,14 @@ def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: s
     for i, s in enumerate(scores):
         check_finite(f"scores[{i}]", s)
     _, fn = backends.resolve("saliency", scores[0].device, _SALIENCY_IMPLEMENTATIONS, backend)
-    return fn(scores, ratio, mode, sharpness, storage)
+    return fn(scores, ratio, mode, sharpness, saliency_storage)
 
 
 def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", sharpness: float = 1.0,
                      device=None, progress: bool = False, backend: str | None = None,
-                     storage: str = "dense") -> list[torch.Tensor]:
+                     saliency_storage: str = "dense") -> list[torch.Tensor]:
     """Saliency tensors aligned with ``model.parameters()``: bool (``mode="hard"``) or
-    float32 in [0, 1] (``mode="soft"``); packed bits or uint8 with ``storage="bits"`` /
+    float32 in [0, 1] (``mode="soft"``); packed bits or uint8 with ``saliency_storage="bits"`` /
     ``"uint8"``. ``forget`` is a Dataset or DataLoader of (x, y).
 
     >>> from wsscl_fast.models import SmallCNN
@@ -108,4 +109,4 @@ def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "
     True
     """
     scores = forget_gradient_scores(model, forget, device=device, progress=progress)
-    return saliency_from_scores(scores, ratio, mode, sharpness, backend, storage)
+    return saliency_from_scores(scores, ratio, mode, sharpness, backend, saliency_storage)

@@ -20,21 +20,33 @@ from .execution import Runtime
 from .metrics import avg_gap, evaluate_unlearning
 
 
+def parse_requests(spec: str) -> tuple[str, list[str] | tuple[float, int]]:
+    """``("class", [A, B, ...])`` or ``("random", (FRACTION, K))`` of a sequential spec; raises on any other."""
+    kind, _, value = spec.partition(":")
+    if kind == "class" and value and all(value.split(",")):
+        return kind, value.split(",")
+    if kind == "random" and "x" in value:
+        fraction, _, count = value.partition("x")
+        try:
+            f, k = float(fraction), int(count)
+        except ValueError:
+            f, k = 0.0, 0
+        if k >= 1 and 0 < f * k < 1:
+            return kind, (f, k)
+    raise ValueError(f"sequential spec must be random:FRACTIONxK (K >= 1 requests whose fractions sum below 1) "
+                     f"or class:A,B,..., got {spec!r}")
+
+
 def sequential_requests(bundle: DataBundle, spec: str, seed: int = 0) -> list[ForgetScenario]:
     """The requests of ``spec``: ``random:FRACTIONxK`` (K disjoint seeded random requests of
     FRACTION of the training set each) or ``class:A,B,...`` (one class per request)."""
-    kind, _, value = spec.partition(":")
+    kind, value = parse_requests(spec)
     if kind == "class":
-        return [make_scenario(bundle, f"class:{c}") for c in value.split(",")]
-    if kind == "random" and "x" in value:
-        fraction, count = value.split("x")
-        k, f = int(count), float(fraction)
-        if not (k >= 1 and 0 < f * k < 1):
-            raise ValueError(f"sequential spec {spec!r}: need K >= 1 requests whose fractions sum below 1")
-        chosen, _ = random_forget_split(len(bundle.train), f * k, seed)
-        chunks = chosen[torch.randperm(len(chosen), generator=torch.Generator().manual_seed(seed))].chunk(k)
-        return [forgotten_scenario(bundle, c, f"request {i + 1}") for i, c in enumerate(chunks)]
-    raise ValueError(f"sequential spec must be random:FRACTIONxK or class:A,B,..., got {spec!r}")
+        return [make_scenario(bundle, f"class:{c}") for c in value]
+    f, k = value
+    chosen, _ = random_forget_split(len(bundle.train), f * k, seed)
+    chunks = chosen[torch.randperm(len(chosen), generator=torch.Generator().manual_seed(seed))].chunk(k)
+    return [forgotten_scenario(bundle, c, f"request {i + 1}") for i, c in enumerate(chunks)]
 
 
 def cumulative(bundle: DataBundle, requests: list[ForgetScenario]) -> ForgetScenario:

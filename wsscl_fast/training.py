@@ -13,11 +13,7 @@ from .config import TrainConfig
 from .data import augment_batch, make_loader
 from .execution import Execution
 from .progress import step_bar
-
-
-def device_generator(device: torch.device, seed: int) -> torch.Generator:
-    """A seeded generator on ``device`` for augmentation and sampling."""
-    return torch.Generator(device=device).manual_seed(seed)
+from .seeding import training_generator
 
 
 def cycle(loader) -> Iterable:
@@ -51,7 +47,7 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
             start = run_state.restore(batches, model, optimizer, scheduler)
     model.train()
     device = next(model.parameters()).device
-    execution = execution or Execution()
+    execution = execution or Execution.reference()  # None: no autocast
     check_every = steps_per_epoch or _CHECK_EVERY
     first_bad = None  # (step, loss) of the first non-finite loss, kept on the device
     for step, batch in enumerate(step_bar(batches, initial=start, total=total, desc=desc, enabled=progress),
@@ -113,7 +109,7 @@ def train_model(model: nn.Module, train_data, config: TrainConfig, device: torch
                                 weight_decay=config.weight_decay, nesterov=True)
     total = config.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25)
-    generator = device_generator(device, seed)
+    generator = training_generator(seed, device)
     if run_state is not None:
         run_state.track(generator)
 

@@ -1,2 +1,25 @@
-"""The package version: its one home (setup.py reads it, ``wsscl-fast --version`` prints it)."""
+"""Which code this is: the package version's one home (setup.py reads it, ``wsscl-fast --version``
+prints it), and the source commit when the package runs from a git checkout."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
 __version__ = "0.2.0"
+
+
+def source_commit() -> str | None:
+    """The git commit of the checkout this package was imported from, with "+dirty" when tracked
+    files differ from it; None for an installed package (no checkout around it)."""
+    checkout = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, timeout=30)
+    try:
+        inside = git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if inside.returncode or Path(inside.stdout.strip()).resolve() != checkout:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return git("rev-parse", "HEAD").stdout.strip() + ("+dirty" if dirty else "")

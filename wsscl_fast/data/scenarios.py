@@ -2,6 +2,7 @@
 each with the test splits that evaluation uses and the validation split as its holdout."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,15 +81,18 @@ class ForgetScenario:
     holdout: Dataset | None = None  #: the bundle's validation split: unseen data a method may calibrate on
 
 
+def subset_without(retain: Subset, rows) -> Subset:
+    """``retain`` (a Subset) without the samples at ``rows`` of its base dataset, order kept."""
+    kept = torch.as_tensor(list(retain.indices), dtype=torch.int64)
+    return Subset(retain.dataset, kept[~torch.isin(kept, torch.as_tensor(rows, dtype=torch.int64))].tolist())
+
+
 def without(scenario: ForgetScenario, rows: torch.Tensor) -> ForgetScenario:
     """``scenario`` with the training ``rows`` (samples forgotten earlier) removed from its
     retain set, so that a new request never trains on them again."""
     if rows.numel() == 0:
         return scenario
-    retain, removed = scenario.retain, set(rows.tolist())
-    kept = [i for i in retain.indices if i not in removed]
-    return ForgetScenario(scenario.name, scenario.forget, Subset(retain.dataset, kept), scenario.test,
-                          scenario.forgotten_test, scenario.forget_indices, scenario.holdout)
+    return dataclasses.replace(scenario, retain=subset_without(scenario.retain, rows))
 
 
 def forgotten_scenario(bundle: DataBundle, rows: torch.Tensor, name: str) -> ForgetScenario:

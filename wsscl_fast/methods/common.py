@@ -1,4 +1,4 @@
-"""Pieces the baseline methods share: optimizers, batch helpers and the RL batch schedule."""
+"""Pieces the methods share: optimizers, batch helpers, the SimCLR loss and the RL batch schedule."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +8,7 @@ from ..data import augment_batch
 from ..optim import MaskedSGD
 
 
-def saliency_storage(mode: str) -> str:
+def storage_for(mode: str) -> str:
     """How the methods keep saliency: hard masks packed 1 bit per weight, soft weights in fp32."""
     return "bits" if mode == "hard" else "dense"
 
@@ -32,10 +32,21 @@ def cross_entropy_step(model, config, ctx, generator):
     return lambda batch: F.cross_entropy(model(augmented(batch, config, ctx, generator)[0]), batch[1].to(ctx.device))
 
 
-def mixed_batches(forget_loader, retain_loader, epochs: int, seed: int):
+def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric SimCLR InfoNCE of two views (B, D) each: for each of the 2B views, the positive
+    is its other view and the negatives are the other 2B - 2 views; cosine similarities / T,
+    averaged over the 2B anchors."""
+    z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))  # a view is not its own negative
+    b = z_a.shape[0]
+    positives = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
+    return F.cross_entropy(logits, positives)
+
+
+def mixed_batches(forget_loader, retain_loader, epochs: int, order_generator: torch.Generator):
     """SalUn's RL epoch, without copying datasets: every forget and retain batch once per
-    epoch, in a seeded random order. Yields ("forget" | "retain", batch)."""
-    order_generator = torch.Generator().manual_seed(seed)
+    epoch, in the random order that ``order_generator`` draws. Yields ("forget" | "retain", batch)."""
     for _ in range(epochs):
         tags = ["forget"] * len(forget_loader) + ["retain"] * len(retain_loader)
         iterators = {"forget": iter(forget_loader), "retain": iter(retain_loader)}

@@ -8,20 +8,8 @@ from ..config import CoUnConfig
 from ..data import augment_batch
 from ..models import FeaturesAndLogits
 from ..training import epoch_batches, run_steps
-from .common import make_sgd
+from .common import make_sgd, nt_xent
 from .registry import register
-
-
-def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric SimCLR InfoNCE of two views (B, D) each: for each of the 2B views, the positive
-    is its other view and the negatives are the other 2B - 2 views; cosine similarities / T,
-    averaged over the 2B anchors."""
-    z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
-    logits = z @ z.T / temperature
-    logits.fill_diagonal_(float("-inf"))  # a view is not its own negative
-    b = z_a.shape[0]
-    positives = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
-    return F.cross_entropy(logits, positives)
 
 
 @register("coun", CoUnConfig, "retain CE + SimCLR InfoNCE on retain views (Khalil et al. 2025)")

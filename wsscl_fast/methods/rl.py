@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BaselineConfig
-from ..seeding import stream_seed
+from ..seeding import stream_generator
 from ..training import run_steps
 from .common import augmented, make_sgd, mixed_batches
 from .registry import register
@@ -29,7 +29,7 @@ def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, sa
         return F.cross_entropy(net(x), y)
 
     total = config.epochs * (len(forget_loader) + len(retain_loader))
-    batches = mixed_batches(forget_loader, retain_loader, config.epochs, stream_seed(ctx.seed, "batch_order"))
+    batches = mixed_batches(forget_loader, retain_loader, config.epochs, stream_generator(ctx.seed, "batch_order"))
     run_steps(model, optimizer, batches, loss_fn, total=total, desc=desc,
               **ctx.loop(len(forget_loader) + len(retain_loader)))
 

@@ -1,7 +1,7 @@
 """SalUn: RL restricted to the top-gamma salient weights; the rest are frozen exactly."""
 from ..config import BaselineConfig
 from ..saliency import compute_saliency
-from .common import saliency_storage
+from .common import storage_for
 from .registry import register
 from .rl import random_label_unlearning
 
@@ -10,7 +10,7 @@ from .rl import random_label_unlearning
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("saliency"):
         mask = compute_saliency(model, forget_loader, ratio=config.saliency_ratio, mode="hard",
-                                device=ctx.device, backend=ctx.backend, storage=saliency_storage("hard"))
+                                device=ctx.device, backend=ctx.backend, saliency_storage=storage_for("hard"))
     with ctx.stage("unlearn"):
         random_label_unlearning(model, forget_loader, retain_loader, config, ctx, saliency=mask, desc="salun",
-                                saliency_storage=saliency_storage("hard"))
+                                saliency_storage=storage_for("hard"))

@@ -3,7 +3,7 @@
 stage 0  saliency s from |sum of forget-set gradients| (soft by default)
 stage 1  forgetting in logit space: maximise the bounded KL to aggregated pseudo-labels
 stage 2  contrastive fine-tuning: CE(retain) + lambda * InfoNCE(forget image, its view; retain)
-         + the stage-1 term, normalised by the bounds
+         + the stage-1 term, normalised by the bounds (+ optionally mu * SimCLR on retain views)
 Stages 1 and 2 update the weights with saliency-weighted SGD.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..ops import infonce_loss
 from ..saliency import compute_saliency
 from ..seeding import stream_generator
 from ..training import cycle, run_steps
-from .common import augmented, make_sgd, saliency_storage
+from .common import augmented, make_sgd, nt_xent, storage_for
 from .registry import register
 
 
@@ -128,7 +128,7 @@ def bounded_forgetting_loss(forget_logits: torch.Tensor, pseudo_labels: torch.Te
 
 def _stage_optimizer(model, config: WSSCLConfig, lr: float, saliency, ctx):
     """Saliency-weighted SGD at ``lr``, the saliency in the storage its mode uses."""
-    return make_sgd(model, config, lr, saliency, ctx.backend, saliency_storage(config.saliency_mode))
+    return make_sgd(model, config, lr, saliency, ctx.backend, storage_for(config.saliency_mode))
 
 
 def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator):
@@ -161,32 +161,58 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
               desc="wsscl forget", **ctx.loop(steps_per_epoch))
 
 
-def contrastive_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
-    """Stage 2: CE(retain) + lambda * InfoNCE(z(x_f), z(aug x_f); negatives z(x_r)) + ``finetune_forget_weight``
-    times stage 1's bounded KL term on x_f divided by each sample's bound (the adversarial part).
+def forget_contrastive_term(z_f, z_view, z_r, y_f, y_r, config: WSSCLConfig, ctx, group) -> torch.Tensor:
+    """InfoNCE(anchors z_f (B, D), positives z_view (B, D); negatives z_r (M, D)).
 
-    One forward of [x_r, x_f, aug x_f] serves all three terms: the un-augmented forget image is
-    the anchor and the KL input (as in stage 1 and evaluation), its augmented view the positive.
-    Under torchrun the negatives of all ranks are gathered."""
+    ``contrastive_negatives="other_classes"``: the anchors of each class c contrast with the
+    retain rows of the other classes only, one fused call per class, weighted by the anchors'
+    count; anchors with no such negative add 0 (their loss, log of exp(s/T)/exp(s/T), is 0)."""
+    if config.contrastive_negatives == "all":
+        return infonce_loss(z_f, z_view, z_r, config.temperature, normalize=True, backend=ctx.backend,
+                            check_inputs=False, group=group)
+    total = z_f.new_zeros(())
+    for label in y_f.unique():
+        anchors, negatives = y_f == label, z_r[y_r != label]
+        if negatives.shape[0]:
+            total = total + anchors.sum() * infonce_loss(z_f[anchors], z_view[anchors], negatives, config.temperature,
+                                                         normalize=True, backend=ctx.backend, check_inputs=False)
+    return total / y_f.shape[0]
+
+
+def contrastive_stage(net, model, forget, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+    """Stage 2: CE(retain) + lambda * InfoNCE(z(x_f), z(aug x_f); negatives z(x_r)) + ``finetune_forget_weight``
+    times stage 1's bounded KL term on x_f divided by each sample's bound (the adversarial part),
+    + ``retain_pair_weight`` * SimCLR(z(x_r), z(aug x_r)) when that weight is > 0.
+
+    One forward of [x_r, x_f, aug x_f (, aug x_r)] serves all terms: the un-augmented forget
+    image is the anchor and the KL input (as in stage 1 and evaluation), its augmented view the
+    positive. Under torchrun the negatives of all ranks are gathered."""
+    forget_images, forget_labels = forget
     pseudo_labels, bounds = targets
     optimizer = _stage_optimizer(model, config, config.finetune_lr, saliency, ctx)
     augment_generator = ctx.generator("finetune_augment")
     batches = zip(cycle(retain_loader), forget_batches(forget_images.shape[0], config.finetune_forget_batch_size,
                                                        ctx.generator("finetune_forget_batches")))
     group = torch.distributed.group.WORLD if distributed.active() else None
+    if group is not None and config.contrastive_negatives != "all":
+        raise ValueError("contrastive_negatives='other_classes' runs in one process only (its negatives are not "
+                         "gathered across ranks); use contrastive_negatives='all' under torchrun")
 
     def loss_fn(pair):
         retain_batch, index = pair
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
         x_f = forget_images[index]
-        view = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
-        z, logits = net(torch.cat([x_r, x_f, view]))
-        sizes = [x_r.shape[0], x_f.shape[0], x_f.shape[0]]
-        z_r, z_f, z_view = z.split(sizes)
-        logits_r, logits_f, _ = logits.split(sizes)
-        contrastive = infonce_loss(z_f, z_view, z_r, config.temperature, normalize=True, backend=ctx.backend,
-                                   check_inputs=False, group=group)
+        views = [augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)]
+        if config.retain_pair_weight > 0:
+            views.append(augment_batch(x_r, config.view_pad, config.view_flip, augment_generator))
+        z, logits = net(torch.cat([x_r, x_f, *views]))
+        sizes = [x_r.shape[0], x_f.shape[0], *(v.shape[0] for v in views)]
+        z_r, z_f, z_view, *z_retain_view = z.split(sizes)
+        logits_r, logits_f = logits.split(sizes)[:2]
+        contrastive = forget_contrastive_term(z_f, z_view, z_r, forget_labels[index], y_r, config, ctx, group)
         loss = F.cross_entropy(logits_r, y_r) + config.contrastive_weight * contrastive
+        if z_retain_view:
+            loss = loss + config.retain_pair_weight * nt_xent(z_r, z_retain_view[0], config.temperature)
         if config.finetune_forget_weight > 0:
             loss = loss + config.finetune_forget_weight * bounded_forgetting_loss(
                 logits_f, pseudo_labels[index], bounds[index], sample_weights=1 / bounds[index])
@@ -204,7 +230,7 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
     net = FeaturesAndLogits(model, config.head_module)  # refuses a model without a final Linear, before any work
     with ctx.stage("saliency"):
         saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
-                                    device=ctx.device, backend=ctx.backend, storage=saliency_storage(config.saliency_mode))
+                                    device=ctx.device, backend=ctx.backend, saliency_storage=storage_for(config.saliency_mode))
     net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
     with ctx.stage("forget"):
@@ -214,4 +240,4 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
             forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx)
     if config.finetune_epochs:
         with ctx.stage("contrastive"):
-            contrastive_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx)
+            contrastive_stage(net, model, (forget_images, forget_labels), targets, retain_loader, saliency, config, ctx)

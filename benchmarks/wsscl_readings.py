@@ -1,0 +1,78 @@
+"""WSS-CL's readings of its contrastive term, each tuned like every method (issue 23).
+
+For one quality-bench cell, on its tuning seed only (never a reported seed), each reading gets
+the protocol of benchmarks/tuning.py: the same Optuna trials, the same cost cap and the same
+validation-half score as the cell's tuned methods. The default reading's numbers are the cell's
+own tuning record (benchmarks/results/quality_<cell>.json), measured under the same protocol.
+
+Readings (each on top of WSS-CL's search space):
+- ``other_classes``: a forget anchor's negatives are the retain samples of other classes only
+  (random forgetting; in class-wise forgetting it equals the default);
+- ``retain_pairs``: CoUn's SimCLR pairs on retain views beside the forget pairs, their weight searched;
+- ``temperature``: the InfoNCE temperature searched too (0.05 to 1, log scale);
+- ``without_term``: lambda fixed at 0, the rest searched: is the term worth its place once both are tuned?
+
+    python -m benchmarks.wsscl_readings --regime memorise --forget random:0.1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from benchmarks.bench_quality_cpu import REGIMES, cache_tag, load_regime, original_and_retrain
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, write_json
+from benchmarks.tuning import SEARCH_SPACES, tune_method, validation_metrics
+
+
+def _with(fixed: dict | None = None, searched=None, drop: tuple = ()):
+    """WSS-CL's search space with ``fixed`` fields, ``searched(trial)`` fields added and ``drop`` left out."""
+    def space(trial):
+        fields = {k: v for k, v in SEARCH_SPACES["wsscl"](trial).items() if k not in drop}
+        return {**fields, **(searched(trial) if searched else {}), **(fixed or {})}
+    return space
+
+
+READINGS = {
+    "other_classes": _with(fixed=dict(contrastive_negatives="other_classes")),
+    "retain_pairs": _with(searched=lambda t: dict(
+        retain_pair_weight=t.suggest_float("retain_pair_weight", 0.01, 10.0, log=True))),
+    "temperature": _with(searched=lambda t: dict(temperature=t.suggest_float("temperature", 0.05, 1.0, log=True))),
+    "without_term": _with(fixed=dict(contrastive_weight=0.0), drop=("contrastive_weight",)),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--regime", choices=sorted(REGIMES), default="memorise")
+    parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10))
+    parser.add_argument("--forget", default="random:0.1")
+    parser.add_argument("--readings", default=",".join(READINGS))
+    args = parser.parse_args(argv)
+    scenario_name = "classwise" if args.forget.startswith("class") else "random"
+    cell = f"{args.regime}_{scenario_name}"
+    committed = json.loads((REPO / "benchmarks" / "results" / f"quality_{cell}.json").read_text())["tuning"]
+    default = committed["methods"]["wsscl"]
+    measured_with = environment()
+    bundle, recipe, configs = load_regime(args)
+    seed, trials = default["seed"], committed["trials_per_method"]
+    original, _, (run_on, scoring), retrain_model, retrain_seconds = original_and_retrain(
+        args, bundle, recipe, configs, seed, cache_tag(args.regime))
+    cap = committed["cost_cap_fraction"] * retrain_seconds
+    retrain_validation = validation_metrics(retrain_model, scoring)
+    results = {"default": dict(validation_gap=default["validation_gap"], config=default["config"],
+                               source=f"benchmarks/results/quality_{cell}.json (its tuning record)")}
+    for name in args.readings.split(","):
+        print(f"reading {name}: {trials} trials on tuning seed {seed}, cost cap {cap:.1f} s", flush=True)
+        results[name] = tune_method("wsscl", configs["wsscl"], original, run_on, scoring, retrain_validation,
+                                    trials=trials, cost_cap_s=cap, seed=seed, space=READINGS[name])
+        print(f"  {name}: validation gap {results[name]['validation_gap']:.2f}", flush=True)
+    for name, record in results.items():
+        print(f"{name:15s} validation gap {record['validation_gap']:.2f}")
+    write_json(dict(environment=measured_with, cell=cell, tuning_seed=seed, trials=trials, cost_cap_s=cap,
+                    scored_on=committed["scored_on"], readings=results),
+               REPO / "benchmarks" / "results" / f"wsscl_readings_{cell}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
