@@ -107,7 +107,8 @@ def tune_method(method: str, base_config, original, run_on: ForgetScenario, scor
         try:
             result = unlearn(original, run_on.forget, run_on.retain, method, config, holdout=run_on.holdout,
                              seed=seed, runtime=Runtime(device="cpu", progress=False))
-        except (RuntimeError, ValueError) as exc:  # a diverged run (NaN loss) is a failed trial, not a crash
+        # a diverged run (a NaN or inf loss: FloatingPointError) is a failed trial, not a crash
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
             history.append(dict(number=trial.number, fields=fields, error=str(exc)[:200]))
             return OVER_CAP_PENALTY * 2
         gap = avg_gap(validation_metrics(result.model, scoring), retrain_validation)
