@@ -74,6 +74,13 @@ def sentence(regime: str, scenario: str, cell: dict) -> str:
 def render(cells: dict, stamp: dict) -> str:
     lines = ["# Quality bench, every method tuned with the same budget", ""]
     lines += [sentence(regime, scenario, cell) for (regime, scenario), cell in cells.items()]
+    if cells:
+        wins = sum(cell["verdict"]["gap_lowest"] for cell in cells.values())
+        both = sum(cell["verdict"]["met"] for cell in cells.values())
+        helps = sum(bool(c["ablation"]) and statistics.mean(c["wsscl"]) < statistics.mean(c["ablation"])
+                    for c in cells.values())
+        lines.append(f"- **Over the {len(cells)} cells**: WSS-CL has the lowest mean gap in {wins}, at no more than "
+                     f"the best baseline's cost in {both}; its contrastive term lowers its gap in {helps}.")
     missing = [f"{regime} {scenario}" for regime, scenario in CELLS if (regime, scenario) not in cells]
     if missing:
         lines.append(f"- Not yet run with tuned baselines: {', '.join(missing)}.")
