@@ -10,7 +10,8 @@ __version__ = "0.2.0"
 
 def source_commit() -> str | None:
     """The git commit of the checkout this package was imported from, with "+dirty" when tracked
-    files differ from it; None for an installed package (no checkout around it)."""
+    files other than results (``benchmarks/results/``, what benchmarks write) differ from it;
+    None for an installed package (no checkout around it)."""
     checkout = Path(__file__).resolve().parents[1]
 
     def git(*args):
@@ -21,5 +22,5 @@ def source_commit() -> str | None:
         return None
     if inside.returncode or Path(inside.stdout.strip()).resolve() != checkout:
         return None
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results").stdout.strip()
     return git("rev-parse", "HEAD").stdout.strip() + ("+dirty" if dirty else "")
