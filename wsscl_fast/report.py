@@ -33,6 +33,16 @@ def provenance_line(provenance: dict) -> str:
     return "Provenance: " + ", ".join(f"{key} `{value}`" for key, value in provenance.items())
 
 
+def _write_markdown(path: Path, title: str, table: str, provenance: dict | None) -> None:
+    """``# title``, the table, then the provenance line when given, written atomically."""
+    footer = f"\n{provenance_line(provenance)}\n" if provenance else ""
+    atomic_write_bytes(f"# {title}\n\n{table}\n{footer}".encode(), path)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), path)
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean and std over seeds of every metric, one entry per method (first-seen order)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -140,8 +150,7 @@ def render_report(rows: list[dict], out_dir: Path, name: str, title: str, proven
     if any(k in summary[0] for k in AUDIT_COLUMNS):
         table += ("\n\nAudit (FA: forget-set accuracy, %; LiRA: % of forget samples called members; "
                   "closer to Retrain is better):\n\n" + markdown_table(summary, AUDIT_COLUMNS))
-    footer = f"\n{provenance_line(provenance)}\n" if provenance else ""
-    atomic_write_bytes(f"# {title}\n\n{table}\n{footer}".encode(), out_dir / f"{name}.md")
+    _write_markdown(out_dir / f"{name}.md", title, table, provenance)
     gap_chart(summary, out_dir / f"{name}.png", title, rows, provenance)
     if any("lira_scores" in r for r in rows):
         membership_chart(rows, out_dir / f"{name}_lira.png", title, provenance)
@@ -155,7 +164,7 @@ def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, e
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"title": title, **(extra or {}), "summary": summarize(rows), "rows": rows}
-    atomic_write_bytes(json.dumps(payload, indent=2, default=str).encode(), out_dir / f"{name}.json")
+    _write_json(out_dir / f"{name}.json", payload)
     return render_report(rows, out_dir, name, title, provenance)
 
 
@@ -202,9 +211,7 @@ def write_sequential_report(rows: list[dict], out_dir: str | Path, name: str, ti
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = sequential_table(rows)
-    atomic_write_bytes(json.dumps({"title": title, **(extra or {}), "rows": rows}, indent=2, default=str).encode(),
-                       out_dir / f"{name}.json")
-    footer = f"\n{provenance_line(provenance)}\n" if provenance else ""
-    atomic_write_bytes(f"# {title}\n\n{table}\n{footer}".encode(), out_dir / f"{name}.md")
+    _write_json(out_dir / f"{name}.json", {"title": title, **(extra or {}), "rows": rows})
+    _write_markdown(out_dir / f"{name}.md", title, table, provenance)
     sequential_chart(rows, out_dir / f"{name}.png", title, provenance)
     return table
