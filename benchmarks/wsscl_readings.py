@@ -13,6 +13,9 @@ Readings (each on top of WSS-CL's search space):
 - ``retain_pairs``: CoUn's SimCLR pairs on retain views beside the forget pairs, their weight searched;
 - ``temperature``: the InfoNCE temperature searched too (0.05 to 1, log scale);
 - ``without_term``: lambda fixed at 0, the rest searched: is the term worth its place once both are tuned?
+- ``lambda_decay`` / ``lambda_ramp``: lambda decays linearly to 0 over stage 2, or ramps up from 0 to it;
+- ``projection_head``: the term compares g(z), a 2-layer MLP head (D -> D -> 128) trained in stage 2;
+- ``learned_scale``: the term compares s * z / |z| with the scale s learned in stage 2.
 
     python -m benchmarks.wsscl_readings --regime memorise --forget random:0.1
 """
@@ -41,6 +44,10 @@ READINGS = {
         retain_pair_weight=t.suggest_float("retain_pair_weight", 0.01, 10.0, log=True))),
     "temperature": _with(searched=lambda t: dict(temperature=t.suggest_float("temperature", 0.05, 1.0, log=True))),
     "without_term": _with(fixed=dict(contrastive_weight=0.0), drop=("contrastive_weight",)),
+    "lambda_decay": _with(fixed=dict(contrastive_schedule="decay")),
+    "lambda_ramp": _with(fixed=dict(contrastive_schedule="ramp")),
+    "projection_head": _with(fixed=dict(projection_dim=128)),
+    "learned_scale": _with(fixed=dict(learn_feature_scale=True)),
 }
 
 
@@ -50,6 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10))
     parser.add_argument("--forget", default="random:0.1")
     parser.add_argument("--readings", default=",".join(READINGS))
+    parser.add_argument("--name", help="the results file's stem (default: wsscl_readings_<regime>_<scenario>)")
     args = parser.parse_args(argv)
     scenario_name = "classwise" if args.forget.startswith("class") else "random"
     cell = f"{args.regime}_{scenario_name}"
@@ -73,7 +81,7 @@ def main(argv=None) -> int:
         print(f"{name:15s} validation gap {record['validation_gap']:.2f}")
     write_json(dict(environment=measured_with, cell=cell, tuning_seed=seed, trials=trials, cost_cap_s=cap,
                     scored_on=committed["scored_on"], readings=results),
-               REPO / "benchmarks" / "results" / f"wsscl_readings_{cell}.json")
+               REPO / "benchmarks" / "results" / f"{args.name or 'wsscl_readings_' + cell}.json")
     return 0
 
 

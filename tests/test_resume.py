@@ -45,21 +45,28 @@ class StopAfterSaves(RunState):
         self.stop_requested = self.saves == self.stop_after
 
 
-def run(setup, method, run_state=None):
+#: WSS-CL's stage 2 with a lambda schedule, a projection head and a learned scale, whose
+#: parameters and step count must survive a resume too
+HEAD_AND_SCHEDULE = dict(projection_dim=8, learn_feature_scale=True, contrastive_schedule="ramp")
+
+
+def run(setup, method, run_state=None, **fields):
     model, scenario, configs = setup
-    result = unlearn(model, scenario.forget, scenario.retain, method, configs[method], seed=3,
+    result = unlearn(model, scenario.forget, scenario.retain, method, configs[method].replace(**fields), seed=3,
                      runtime=Runtime(progress=False, run_state=run_state))
     return weights_digest(result.model.state_dict())
 
 
-@pytest.mark.parametrize("method, stop_after", [("wsscl", 1), ("wsscl", 3), ("rl", 1), ("retrain", 2), ("ft", 4)])
-def test_stopped_and_resumed_run_is_bit_identical(setup, tmp_path, method, stop_after):
-    expected = run(setup, method)
+@pytest.mark.parametrize("method, stop_after, fields", [
+    ("wsscl", 1, {}), ("wsscl", 3, {}), ("wsscl", 3, HEAD_AND_SCHEDULE), ("rl", 1, {}), ("retrain", 2, {}),
+    ("ft", 4, {})])
+def test_stopped_and_resumed_run_is_bit_identical(setup, tmp_path, method, stop_after, fields):
+    expected = run(setup, method, **fields)
     path = tmp_path / "run_state.pt"
     with pytest.raises(RunInterrupted, match="resume"):
-        run(setup, method, StopAfterSaves(path, {"method": method}, stop_after))
+        run(setup, method, StopAfterSaves(path, {"method": method}, stop_after), **fields)
     assert path.is_file()
-    assert run(setup, method, RunState(path, {"method": method}, resume=True)) == expected
+    assert run(setup, method, RunState(path, {"method": method}, resume=True), **fields) == expected
 
 
 def test_resume_refuses_another_runs_state_and_a_missing_one(tmp_path):
