@@ -28,7 +28,7 @@ void masked_adamw_step(std::vector<at::Tensor> params, std::vector<at::Tensor> g
 double saliency_threshold(std::vector<at::Tensor> scores, int64_t k);
 
 // Saliency from scores and a threshold t, one tensor per score tensor: hard 1[g >= t] as bool
-// ("dense") or packed bits ("bits"); soft clamp(g / t, 0, 1) ** sharpness as float32 ("dense")
+// ("dense") or packed bits ("bits"); soft w = clamp(g / t, 0, 1) as float32 ("dense")
 // or uint8 q = max(1, floor(255 w + 1/2)) for w > 0 ("uint8").
-std::vector<at::Tensor> saliency_emit(std::vector<at::Tensor> scores, double threshold, bool hard, double sharpness,
+std::vector<at::Tensor> saliency_emit(std::vector<at::Tensor> scores, double threshold, bool hard,
                                       std::string storage);

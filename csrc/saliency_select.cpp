@@ -80,13 +80,12 @@ double saliency_threshold(std::vector<at::Tensor> scores, int64_t k) {
   return key_value(static_cast<uint32_t>((high << 16) | low));
 }
 
-std::vector<at::Tensor> saliency_emit(std::vector<at::Tensor> scores, double threshold, bool hard, double sharpness,
+std::vector<at::Tensor> saliency_emit(std::vector<at::Tensor> scores, double threshold, bool hard,
                                       std::string storage) {
   check_scores(scores);
   TORCH_CHECK(hard ? (storage == "dense" || storage == "bits") : (storage == "dense" || storage == "uint8"),
               "storage '", storage, "' does not hold ", hard ? "hard masks" : "soft weights");
   const float t = static_cast<float>(threshold);
-  const float power = static_cast<float>(sharpness);
   std::vector<at::Tensor> out;
   for (const at::Tensor& tensor : scores) {
     const float* g = tensor.data_ptr<float>();
@@ -116,8 +115,7 @@ std::vector<at::Tensor> saliency_emit(std::vector<at::Tensor> scores, double thr
       uint8_t* quantised = quantise ? weights.data_ptr<uint8_t>() : nullptr;
       at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
-          float w = g[i] >= t ? 1.0f : std::min(std::max(g[i] / t, 0.0f), 1.0f);
-          if (power != 1.0f) w = std::pow(w, power);
+          const float w = g[i] >= t ? 1.0f : std::min(std::max(g[i] / t, 0.0f), 1.0f);
           if (soft) {
             soft[i] = w;
           } else {

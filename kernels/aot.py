@@ -144,6 +144,6 @@ def kernel_types(kernel, element: str, inputs=()) -> tuple[dict, tuple]:
 
 SIZE_NAMES = {"N", "M", "D"}
 FLOAT_SCALARS = {"inv_tau", "lr", "momentum", "weight_decay", "step_size", "bc2_sqrt", "decay", "one_minus_beta1",
-                 "beta2", "one_minus_beta2", "eps", "sharpness"}
+                 "beta2", "one_minus_beta2", "eps"}
 POINTER_TYPES = {"TABLE": "*i64", "CHUNK_TENSOR": "*i32", "CHUNK_START": "*i64", "NUMEL": "*i64", "PREFIX": "*i64",
                  "HIST": "*i32"}

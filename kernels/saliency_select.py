@@ -11,9 +11,8 @@ made (``torch.kthvalue`` sorts, and ``torch.quantile`` refuses more than 16M ele
 
 Emission, one pass per launch over all score tensors (multi-tensor apply):
     hard: m = 1[g >= t] as bool, or packed 8 coordinates per byte (least significant bit first);
-    soft: w = clamp(g / t, 0, 1) ** sharpness (w = 1 where g >= t) as float32, or
+    soft: w = clamp(g / t, 0, 1) (w = 1 where g >= t) as float32, or
           uint8 q = floor(255 w + 1/2), raised to 1 where w > 0.
-``** sharpness`` is exp2(sharpness * log2 w): within a few ulp of torch.pow, exact for 1.
 """
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ def _radix_histogram_kernel(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, num_chunks,
 
 
 @triton.jit
-def _emit_kernel(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, THRESHOLD, sharpness,
-                 OUT: tl.constexpr, SHARPEN: tl.constexpr, BLOCK: tl.constexpr):
+def _emit_kernel(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, THRESHOLD, OUT: tl.constexpr, BLOCK: tl.constexpr):
     # table row: scores, output
     tensor, offsets, in_range, row = chunk_of(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, tl.program_id(0), BLOCK, 2)
     g = tl.load(tl.load(row).to(tl.pointer_type(tl.float32)) + offsets, mask=in_range, other=0.0)
@@ -71,8 +69,6 @@ def _emit_kernel(TABLE, CHUNK_TENSOR, CHUNK_START, NUMEL, THRESHOLD, sharpness,
         tl.store(out.to(tl.pointer_type(tl.uint8)) + byte, packed.to(tl.uint8), mask=byte < num_bytes)
     else:
         w = tl.where(selected, 1.0, tl.minimum(tl.maximum(tl.div_rn(g, t), 0.0), 1.0))  # IEEE, as the reference
-        if SHARPEN:
-            w = tl.exp2(sharpness * tl.log2(w))
         if OUT == "uint8":
             q = tl.minimum(tl.floor(w * 255.0 + 0.5), 255.0)
             q = tl.where(w > 0, tl.maximum(q, 1.0), q)
@@ -123,7 +119,7 @@ def saliency_threshold_triton(scores: list[torch.Tensor], k: int) -> torch.Tenso
     return _key_to_value(prefix)
 
 
-def saliency_emit_triton(scores: list[torch.Tensor], threshold: torch.Tensor, mode: str, sharpness: float,
+def saliency_emit_triton(scores: list[torch.Tensor], threshold: torch.Tensor, mode: str,
                          storage: str) -> list[torch.Tensor]:
     """Masks or weights from ``scores`` and a 0-d ``threshold`` in one launch (see module doc)."""
     out_kind = EMIT_KINDS[(mode, storage)]
@@ -134,15 +130,15 @@ def saliency_emit_triton(scores: list[torch.Tensor], threshold: torch.Tensor, mo
         outputs = [torch.empty(s.shape, dtype=dtype, device=s.device) for s in scores]
     block = INTERPRETER_BLOCK if interpreted() else EMIT_BLOCK
     table, chunk_tensor, chunk_start, numel, chunks = chunk_table(scores, list(zip(scores, outputs)), block)
-    _emit_kernel[(chunks,)](table, chunk_tensor, chunk_start, numel, threshold, float(sharpness),
-                            OUT=out_kind, SHARPEN=sharpness != 1, BLOCK=block, num_warps=NUM_WARPS)
+    _emit_kernel[(chunks,)](table, chunk_tensor, chunk_start, numel, threshold, OUT=out_kind, BLOCK=block,
+                            num_warps=NUM_WARPS)
     return outputs
 
 
-def saliency_from_scores_triton(scores, keep: int, mode: str, sharpness: float, storage: str):
+def saliency_from_scores_triton(scores, keep: int, mode: str, storage: str):
     """Threshold at the ``keep``-th largest score, then one-pass emission (see module doc)."""
     scores, _ = contiguous([s.detach().float() for s in scores])
-    return saliency_emit_triton(scores, saliency_threshold_triton(scores, keep), mode, sharpness, storage)
+    return saliency_emit_triton(scores, saliency_threshold_triton(scores, keep), mode, storage)
 
 
 def compile_specs():
@@ -159,8 +155,6 @@ def compile_specs():
                                      quick=arch == 90 and shift == 0, divisible=divisible))
         types, divisible = kernel_types(_emit_kernel, element="fp32")
         for out in EMIT_KINDS.values():
-            for sharpen in ((False, True) if out in ("float32", "uint8") else (False,)):
-                specs.append(CompileSpec(_emit_kernel, f"saliency emit {out}{', sharpen' if sharpen else ''}", types,
-                                         dict(OUT=out, SHARPEN=sharpen, BLOCK=EMIT_BLOCK), NUM_WARPS, 1, arch,
-                                         no_spills=True, quick=arch == 90, divisible=divisible))
+            specs.append(CompileSpec(_emit_kernel, f"saliency emit {out}", types, dict(OUT=out, BLOCK=EMIT_BLOCK),
+                                     NUM_WARPS, 1, arch, no_spills=True, quick=arch == 90, divisible=divisible))
     return specs

@@ -66,8 +66,6 @@ def test_soft_weights_are_one_on_the_mask_and_fractional_elsewhere(model_and_for
         assert s.dtype == torch.float32
         assert torch.all(s[h] == 1)
         assert torch.all((s[~h] >= 0) & (s[~h] < 1))
-    sharper = compute_saliency(model, forget, ratio=0.3, mode="soft", sharpness=50.0)
-    assert sum(int(((x > 0.01) != h).sum()) for x, h in zip(sharper, hard)) < 0.05 * sum(h.numel() for h in hard)
 
 
 def test_bad_arguments(model_and_forget):

@@ -84,8 +84,8 @@ def masked_adamw_cpp(params, grads, saliencies, exp_avgs, exp_avg_sqs, steps, *,
         _write_back(originals, updated)
 
 
-def saliency_from_scores_cpp(scores, keep: int, mode: str, sharpness: float, storage: str):
+def saliency_from_scores_cpp(scores, keep: int, mode: str, storage: str):
     """Radix-select threshold at the ``keep``-th largest score, then one-pass emission, in C++."""
     scores = [s.detach().float().contiguous() for s in scores]
     threshold = cpp_extension().saliency_threshold(scores, keep)
-    return cpp_extension().saliency_emit(scores, threshold, mode == "hard", sharpness, storage)
+    return cpp_extension().saliency_emit(scores, threshold, mode == "hard", storage)

@@ -197,12 +197,11 @@ def saliency_threshold_ref(scores: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def saliency_from_scores_ref(
-    scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft", sharpness: float = 1.0,
-    storage: str = "dense",
+    scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft", storage: str = "dense",
 ) -> list[torch.Tensor]:
     """Turn accumulated |grad| scores into saliency, one tensor per parameter.
 
-    hard: m = 1[g >= t]  (bool).  soft: s = clamp(g / t, 0, 1) ** sharpness  (float32),
+    hard: m = 1[g >= t]  (bool).  soft: s = clamp(g / t, 0, 1)  (float32),
     where t is the global top-``ratio`` threshold over all coordinates of all tensors.
     ``storage="bits"`` packs hard masks (``pack_mask_ref``); ``"uint8"`` quantises soft
     weights (``quantize_saliency_ref``).
@@ -215,7 +214,7 @@ def saliency_from_scores_ref(
             out.append(g >= threshold)
         else:
             soft = torch.where(g >= threshold, torch.ones_like(g), g / threshold)
-            out.append(soft.clamp(0, 1) ** sharpness)
+            out.append(soft.clamp(0, 1))
     if storage == "bits":
         return [pack_mask_ref(m) for m in out]
     if storage == "uint8":

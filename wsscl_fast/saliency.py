@@ -2,7 +2,7 @@
 
 g = | sum over forget batches of grad_theta CE(f_theta(x), y) |  (eval mode, eval transform,
 raw gradients accumulated, abs taken once at the end). t = global top-``ratio`` threshold.
-hard: m = 1[g >= t];  soft: s = clamp(g / t, 0, 1) ** sharpness.
+hard: m = 1[g >= t];  soft: s = clamp(g / t, 0, 1).
 Storage: ``"dense"`` (bool masks, float32 weights), ``"bits"`` (hard masks packed 1 bit per
 coordinate) or ``"uint8"`` (soft weights quantised to q / 255); the masked optimizers take all
 three; every public function spells the keyword ``saliency_storage=``.
@@ -31,8 +31,8 @@ def _fused(backend: str):
     else:
         from .cpp_ops import saliency_from_scores_cpp as select
 
-    def run(scores, ratio, mode, sharpness, storage):
-        return select(scores, keep_count(sum(s.numel() for s in scores), ratio), mode, sharpness, storage)
+    def run(scores, ratio, mode, storage):
+        return select(scores, keep_count(sum(s.numel() for s in scores), ratio), mode, storage)
     return run
 
 
@@ -73,8 +73,7 @@ def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool
 
 
 def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft",
-                         sharpness: float = 1.0, backend: str | None = None,
-                         saliency_storage: str = "dense") -> list[torch.Tensor]:
+                         backend: str | None = None, saliency_storage: str = "dense") -> list[torch.Tensor]:
     """Global top-``ratio`` threshold over all ``scores`` (radix select on the fused
     backends), then hard masks or soft weights in ``saliency_storage`` form."""
     check_fraction("ratio", ratio)
@@ -83,18 +82,15 @@ def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: s
     if saliency_storage not in _STORAGES[mode]:
         raise ValueError(f"saliency_storage must be one of {_STORAGES[mode]} for mode={mode!r}, "
                          f"got {saliency_storage!r}")
-    if sharpness <= 0:
-        raise ValueError(f"sharpness must be > 0, got {sharpness}")
     if not scores or sum(s.numel() for s in scores) == 0:
         raise ValueError("scores is empty: the model has no parameters")
     for i, s in enumerate(scores):
         check_finite(f"scores[{i}]", s)
     _, fn = backends.resolve("saliency", scores[0].device, _SALIENCY_IMPLEMENTATIONS, backend)
-    return fn(scores, ratio, mode, sharpness, saliency_storage)
+    return fn(scores, ratio, mode, saliency_storage)
 
 
-def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", sharpness: float = 1.0,
-                     device=None, progress: bool = False, backend: str | None = None,
+def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", device=None, progress: bool = False, backend: str | None = None,
                      saliency_storage: str = "dense") -> list[torch.Tensor]:
     """Saliency tensors aligned with ``model.parameters()``: bool (``mode="hard"``) or
     float32 in [0, 1] (``mode="soft"``); packed bits or uint8 with ``saliency_storage="bits"`` /
@@ -109,4 +105,4 @@ def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "
     True
     """
     scores = forget_gradient_scores(model, forget, device=device, progress=progress)
-    return saliency_from_scores(scores, ratio, mode, sharpness, backend, saliency_storage)
+    return saliency_from_scores(scores, ratio, mode, backend, saliency_storage)
