@@ -17,7 +17,7 @@ from torch.utils.data import Subset
 from .. import distributed
 from ..config import WSSCLConfig
 from ..data import augment_batch, dataset_labels, to_tensors
-from ..models import FeaturesAndLogits
+from ..models import FeaturesAndLogits, find_head
 from ..ops import infonce_loss
 from ..saliency import compute_saliency
 from ..seeding import stream_generator
@@ -218,7 +218,7 @@ def forget_contrastive_term(z_f, z_view, z_r, y_f, y_r, config: WSSCLConfig, ctx
     return total / y_f.shape[0]
 
 
-def _stage2_trainables(net, model, saliency, config: WSSCLConfig, ctx):
+def _stage2_trainables(model, saliency, config: WSSCLConfig, ctx):
     """(module whose parameters stage 2 trains, its saliency list, the contrastive feature map or
     None). With a projection head or a learned scale, their parameters join the model's with a
     saliency of 1, so one optimizer (and one resumable state) covers both."""
@@ -227,7 +227,7 @@ def _stage2_trainables(net, model, saliency, config: WSSCLConfig, ctx):
     if distributed.active():
         raise ValueError("projection_dim and learn_feature_scale run in one process only (their parameters are not "
                          "synchronised across ranks); leave them off under torchrun")
-    head = net.module.head if hasattr(net, "module") else net.head
+    _, head = find_head(model, config.head_module)
     features = ContrastiveFeatures(head.in_features, config, ctx.generator("projection_head")).to(ctx.device)
     ones_dtype = torch.bool if storage_for(config.saliency_mode) == "bits" else torch.float32  # as the model's
     ones = [torch.ones_like(p, dtype=ones_dtype) for p in features.parameters()]
@@ -246,7 +246,7 @@ def contrastive_stage(net, model, forget, targets, retain_loader, saliency, conf
     positive. Under torchrun the negatives of all ranks are gathered."""
     forget_images, forget_labels = forget
     pseudo_labels, bounds = targets
-    trained, saliency, features = _stage2_trainables(net, model, saliency, config, ctx)
+    trained, saliency, features = _stage2_trainables(model, saliency, config, ctx)
     optimizer = _stage_optimizer(trained, config, config.finetune_lr, saliency, ctx)
     augment_generator = ctx.generator("finetune_augment")
     batches = enumerate(zip(cycle(retain_loader), forget_batches(
