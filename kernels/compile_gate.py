@@ -68,10 +68,10 @@ def markdown_table(reports) -> str:
     return "\n".join(lines)
 
 
-def _child_environment() -> dict:
+def _child_environment(cache_dir: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update({_READY: "1", "TRITON_DUMP_PTXAS_LOG": "1", "TRITON_ALWAYS_COMPILE": "1",
-                "TRITON_CACHE_DIR": tempfile.mkdtemp(prefix="wsscl_gate_")})
+                "TRITON_CACHE_DIR": cache_dir})
     return env
 
 
@@ -86,7 +86,8 @@ def main(argv=None) -> int:
         # the interpreter must be off and the cache empty before triton is imported
         args_given = argv if argv is not None else sys.argv[1:]
         command = [sys.executable, "-m", "wsscl_fast.kernels.compile_gate", *args_given]
-        return subprocess.run(command, env=_child_environment()).returncode
+        with tempfile.TemporaryDirectory(prefix="wsscl_gate_") as cache_dir:  # an empty cache, removed afterwards
+            return subprocess.run(command, env=_child_environment(cache_dir)).returncode
     import triton
     start = time.time()
     reports = run_gate(args.quick, tuple(args.arch), max(1, args.jobs))

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,9 @@ pytestmark = [pytest.mark.slow]
 TESTS = Path(__file__).resolve().parent
 
 
-def _environment():
+def _environment(cache_dir: Path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(TRITON_DUMP_PTXAS_LOG="1", TRITON_ALWAYS_COMPILE="1",
-               TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="wsscl_gate_test_"))
+    env.update(TRITON_DUMP_PTXAS_LOG="1", TRITON_ALWAYS_COMPILE="1", TRITON_CACHE_DIR=str(cache_dir))
     return env
 
 
@@ -33,9 +31,9 @@ def test_quick_gate_passes_on_the_real_kernels():
         assert f"| {kernel}" in result.stdout, kernel
 
 
-def test_gate_rejects_what_a_gpu_rejects():
+def test_gate_rejects_what_a_gpu_rejects(tmp_path):
     result = subprocess.run([sys.executable, str(TESTS / "gate_fixtures.py")], capture_output=True, text=True,
-                            env=_environment(), timeout=300, cwd=TESTS)
+                            env=_environment(tmp_path / "triton_cache"), timeout=300, cwd=TESTS)
     assert result.returncode == 0, result.stderr[-3000:]
     failures = json.loads(result.stdout)
     assert any("does not compile" in f and "Mismatched type" in f for f in failures["branch shapes"])
