@@ -90,7 +90,8 @@ def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: s
     return fn(scores, ratio, mode, saliency_storage)
 
 
-def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", device=None, progress: bool = False, backend: str | None = None,
+def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", device=None,
+                     progress: bool = False, backend: str | None = None,
                      saliency_storage: str = "dense") -> list[torch.Tensor]:
     """Saliency tensors aligned with ``model.parameters()``: bool (``mode="hard"``) or
     float32 in [0, 1] (``mode="soft"``); packed bits or uint8 with ``saliency_storage="bits"`` /

@@ -181,7 +181,8 @@ class ContrastiveFeatures(nn.Module):
                 for layer in (self.projector[0], self.projector[2]):
                     bound = layer.in_features ** -0.5
                     for tensor in (layer.weight, layer.bias):
-                        tensor.copy_(torch.rand(tensor.shape, generator=generator, device=generator.device) * 2 * bound - bound)
+                        draw = torch.rand(tensor.shape, generator=generator, device=generator.device)
+                        tensor.copy_(draw * 2 * bound - bound)
         self.log_scale = nn.Parameter(torch.zeros(())) if config.learn_feature_scale else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
