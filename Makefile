@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 WHEEL_STAMP := $(WHEEL_VENV)/.installed
 PACKAGE_SOURCES := setup.py pyproject.toml MANIFEST.in $(shell git ls-files wsscl_fast kernels csrc 2>/dev/null)
 
-.PHONY: demo test check-wheel gate bench-quality bench-cpu bench-unlearn clean
+.PHONY: demo test test-dispatch check-wheel gate bench-quality bench-cpu bench-unlearn clean
 
 $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,17 @@ demo: $(STAMP)
 test: check-wheel  # the suite from this tree's tests/, importing the installed wheel (conftest.py checks which)
 	cd "$$(mktemp -d)" && WSSCL_TEST_INSTALLED=1 "$(CURDIR)/$(WHEEL_VENV)/bin/python" -m pytest -q -p no:cacheprovider \
 	  -c "$(CURDIR)/pyproject.toml" --rootdir "$(CURDIR)" "$(CURDIR)/tests"
+
+# the numerics-sensitive tests (fast path, ops against the reference, optimizers) again under
+# other CPU dispatch levels, against the installed wheel: ATen's portable kernels, and ATen and
+# oneDNN capped at AVX2 (an AVX2-only machine, such as an AMD EPYC, whatever this CPU has)
+NUMERICS_TESTS := test_fast_path.py test_infonce.py test_optim.py test_reference.py test_properties.py test_saliency_select.py
+DISPATCH_LEVELS := "ATEN_CPU_CAPABILITY=default" "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2"
+test-dispatch: $(WHEEL_STAMP)
+	for level in $(DISPATCH_LEVELS); do echo "== $$level"; \
+	  (cd "$$(mktemp -d)" && env $$level WSSCL_TEST_INSTALLED=1 "$(CURDIR)/$(WHEEL_VENV)/bin/python" -m pytest -q \
+	    -p no:cacheprovider -c "$(CURDIR)/pyproject.toml" --rootdir "$(CURDIR)" \
+	    $(addprefix "$(CURDIR)/tests/",$(NUMERICS_TESTS))) || exit 1; done
 
 gate: $(STAMP)  # the full ahead-of-time compile sweep (sm_80 + sm_90, no GPU); the test suite runs its quick subset
 	$(PY) -m wsscl_fast.kernels.compile_gate --out benchmarks/results/compile_gate.md

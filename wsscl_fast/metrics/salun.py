@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from . import distributed
-from .data import make_loader
+from .. import distributed
+from ..data import make_loader
 
 GAP_METRICS = ("UA", "RA", "TA", "MIA")
 
