@@ -19,6 +19,7 @@ from .metrics import avg_gap, evaluate_unlearning
 from .models import num_outputs
 from .progress import Overall
 from .seeding import stream_seed
+from .work import counting_work
 
 
 @dataclass
@@ -197,11 +198,12 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     torch.manual_seed(seed)
     ctx.sync()
     start = time.perf_counter()
-    with backends.recording() as ops_backends:
+    with backends.recording() as ops_backends, counting_work(target) as work:
         spec.run(target, forget_loader, retain_loader, config, ctx)
     ctx.sync()
     rte = time.perf_counter() - start
     ctx.info["backends"] = ops_backends  # {op: [backend that ran it]}; empty for methods without fused ops
+    ctx.info["work"] = work.to_dict()  # samples through the model: the deterministic cost (work.py)
     target.eval()
     metrics = None
     if test is not None:
