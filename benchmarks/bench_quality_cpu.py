@@ -10,8 +10,8 @@ Two regimes (--regime), each a small CNN on 2 cores:
 Scenario: 10% random forgetting (or --forget class:0), one original and one Retrain per seed.
 
 With ``--tune-trials N`` every unlearning method is first tuned with the same protocol
-(benchmarks/tuning.py: N Optuna trials each, the same cost cap, scored on a validation half,
-on --tune-seeds that are never reported); the reported seeds then run the chosen configs.
+(benchmarks/tuning.py: N Optuna trials each, the same cap in work, each trial scored on a
+validation half of every one of --tune-seeds, which are never reported); the reported seeds then run the chosen configs.
 Originals and Retrains are cached under benchmarks/.cache.
 
     python -m benchmarks.bench_quality_cpu --regime memorise --tune-trials 8
@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, provenance, wsscl_vs_best_baseline
-from benchmarks.tuning import split_validation, tune_method, validation_metrics
+from benchmarks.tuning import TuningSeed, split_validation, tune_method, validation_metrics
 
 from wsscl_fast.api import UnlearnResult, compare
 from wsscl_fast.audit import Audit, MembershipReference, train_references
@@ -38,6 +38,7 @@ from wsscl_fast.metrics import predict_split
 from wsscl_fast.recipes import apply_overrides, recipe_for
 from wsscl_fast.report import write_report
 from wsscl_fast.training import train_model
+from wsscl_fast.work import retrain_work
 
 CACHE = REPO / "benchmarks" / ".cache" / "quality_cpu"
 
@@ -128,21 +129,25 @@ def original_and_retrain(args, bundle, recipe, configs, seed: int, tag: str):
     return original, accuracies, split_validation(scenario), retrain_model, retrain_seconds
 
 
+def tuning_seed(args, bundle, recipe, configs, seed: int, tag: str) -> TuningSeed:
+    """A tuning seed's original, scenario halves, Retrain metrics and Retrain work (models cached)."""
+    original, _, (run_on, scoring), retrain_model, _ = original_and_retrain(args, bundle, recipe, configs, seed, tag)
+    return TuningSeed(seed, original, run_on, scoring, validation_metrics(retrain_model, scoring),
+                      retrain_work(configs["retrain"].epochs, len(run_on.retain)))
+
+
 def tune_all(args, bundle, recipe, configs, methods, tag) -> dict:
-    """Tune every method of ``methods`` on the tuning seeds; returns {method: tuning record}."""
+    """Tune every method of ``methods``, each trial scored on all tuning seeds; returns {method: tuning record}."""
+    seeds = [tuning_seed(args, bundle, recipe, configs, seed, tag) for seed in args.tune_seeds]
+    print(f"tuning on seeds {args.tune_seeds}: {args.tune_trials} trials per method, each scored on every seed; "
+          f"cost cap {args.cost_cap} x Retrain's work", flush=True)
     tuned = {}
-    for seed in args.tune_seeds:
-        original, _, (run_on, scoring), retrain_model, retrain_seconds = original_and_retrain(
-            args, bundle, recipe, configs, seed, tag)
-        retrain_validation = validation_metrics(retrain_model, scoring)
-        cap = args.cost_cap * retrain_seconds
-        print(f"tuning on seed {seed}: {args.tune_trials} trials per method, cost cap {cap:.1f} s "
-              f"({args.cost_cap} x Retrain's {retrain_seconds:.1f} s)", flush=True)
-        for method in methods:
-            tuned[method] = dict(seed=seed, cost_cap_s=cap, **tune_method(
-                method, configs[method], original, run_on, scoring, retrain_validation, trials=args.tune_trials,
-                cost_cap_s=cap, seed=seed))
-            print(f"  {method}: validation gap {tuned[method]['validation_gap']:.2f}", flush=True)
+    for method in methods:
+        tuned[method] = dict(seeds=args.tune_seeds, cost_cap_work_fraction=args.cost_cap, **tune_method(
+            method, configs[method], seeds, trials=args.tune_trials, cost_cap=args.cost_cap))
+        print(f"  {method}: validation gap {tuned[method]['validation_gap']:.2f} "
+              f"(seed standard error {tuned[method]['seed_standard_error']:.2f}, "
+              f"runner-up {tuned[method]['margin_to_runner_up']:.2f} behind)", flush=True)
     return tuned
 
 
@@ -154,8 +159,10 @@ def main(argv=None) -> int:
     parser.add_argument("--forget", default="random:0.1")
     parser.add_argument("--methods", default=",".join(UNLEARNING_METHODS))
     parser.add_argument("--tune-trials", type=int, default=0, help="Optuna trials per method (0: the configs as set)")
-    parser.add_argument("--tune-seeds", type=int, nargs="+", default=[100], help="never among --seeds")
-    parser.add_argument("--cost-cap", type=float, default=0.5, help="a trial's RTE cap, as a fraction of Retrain's")
+    parser.add_argument("--tune-seeds", type=int, nargs="+", default=[100, 101, 102],
+                        help="each trial's score is its mean gap over these; never among --seeds")
+    parser.add_argument("--cost-cap", type=float, default=0.5,
+                        help="a trial's work cap (samples through the model), as a fraction of Retrain's")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE")
     parser.add_argument("--variant", action="append", default=[], metavar="METHOD:FIELD=VALUE[,FIELD=VALUE]",
                         help="an extra row: METHOD (as tuned) with these fields changed (an ablation)")
@@ -204,7 +211,7 @@ def main(argv=None) -> int:
     table = write_report(rows, args.out, args.name, title, provenance=provenance(measured_with, command), extra=dict(
         environment=measured_with, command=command,
         originals=originals, verdict=verdict, args=vars(args),
-        tuning=dict(trials_per_method=args.tune_trials, seeds=args.tune_seeds, cost_cap_fraction=args.cost_cap,
+        tuning=dict(trials_per_method=args.tune_trials, seeds=args.tune_seeds, cost_cap_work_fraction=args.cost_cap,
                     scored_on="half of the validation split (the methods calibrate on the other half)",
                     methods=tuning) if tuning else None,
         audit_cost=dict(reference_models=args.references, reference_training_seconds=reference_seconds,

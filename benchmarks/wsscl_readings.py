@@ -1,10 +1,10 @@
 """WSS-CL's readings of its contrastive term, each tuned like every method (issue 23).
 
-For one quality-bench cell, on its tuning seed only (never a reported seed), each reading gets
-the protocol of benchmarks/tuning.py: the same Optuna trials, the same cost cap and the same
+For one quality-bench cell, on its tuning seeds only (never a reported seed), each reading gets
+the protocol of benchmarks/tuning.py: the same Optuna trials, the same cap in work and the same
 validation-half score as the cell's tuned methods. ``default`` (our reading as the cell tuned it)
-is tuned again in the same run, since a cap in wall time moves with the machine's load; the
-cell's own tuning record (benchmarks/results/quality_<cell>.json) is reported beside it.
+is tuned again in the same run; the cell's own tuning record
+(benchmarks/results/quality_<cell>.json) is reported beside it.
 
 Readings (each on top of WSS-CL's search space):
 - ``default``: the search space as the cell tuned it;
@@ -24,9 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.bench_quality_cpu import REGIMES, cache_tag, load_regime, original_and_retrain
+from benchmarks.bench_quality_cpu import REGIMES, cache_tag, load_regime, tuning_seed
 from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, write_json
-from benchmarks.tuning import SEARCH_SPACES, tune_method, validation_metrics
+from benchmarks.tuning import SEARCH_SPACES, tune_method
 
 
 def _with(fixed: dict | None = None, searched=None, drop: tuple = ()):
@@ -65,21 +65,22 @@ def main(argv=None) -> int:
     default = committed["methods"]["wsscl"]
     measured_with = environment()
     bundle, recipe, configs = load_regime(args)
-    seed, trials = default["seed"], committed["trials_per_method"]
-    original, _, (run_on, scoring), retrain_model, retrain_seconds = original_and_retrain(
-        args, bundle, recipe, configs, seed, cache_tag(args.regime))
-    cap = committed["cost_cap_fraction"] * retrain_seconds
-    retrain_validation = validation_metrics(retrain_model, scoring)
+    cap = committed.get("cost_cap_work_fraction")
+    if cap is None:
+        raise SystemExit(f"{cell}'s tuning record caps time, not work: re-tune the cell first (make bench-quality)")
+    seeds, trials = default["seeds"], committed["trials_per_method"]
+    tuning_seeds = [tuning_seed(args, bundle, recipe, configs, seed, cache_tag(args.regime)) for seed in seeds]
     results = {"committed": dict(validation_gap=default["validation_gap"], config=default["config"],
                                  source=f"benchmarks/results/quality_{cell}.json (the cell's tuning record)")}
     for name in args.readings.split(","):
-        print(f"reading {name}: {trials} trials on tuning seed {seed}, cost cap {cap:.1f} s", flush=True)
-        results[name] = tune_method("wsscl", configs["wsscl"], original, run_on, scoring, retrain_validation,
-                                    trials=trials, cost_cap_s=cap, seed=seed, space=READINGS[name])
+        print(f"reading {name}: {trials} trials on tuning seeds {seeds}, cost cap {cap} x Retrain's work", flush=True)
+        results[name] = tune_method("wsscl", configs["wsscl"], tuning_seeds, trials=trials, cost_cap=cap,
+                                    space=READINGS[name])
         print(f"  {name}: validation gap {results[name]['validation_gap']:.2f}", flush=True)
     for name, record in results.items():
         print(f"{name:15s} validation gap {record['validation_gap']:.2f}")
-    write_json(dict(environment=measured_with, cell=cell, tuning_seed=seed, trials=trials, cost_cap_s=cap,
+    write_json(dict(environment=measured_with, cell=cell, tuning_seeds=seeds, trials=trials,
+                    cost_cap_work_fraction=cap,
                     scored_on=committed["scored_on"], readings=results),
                REPO / "benchmarks" / "results" / f"{args.name or 'wsscl_readings_' + cell}.json")
     return 0

@@ -1,0 +1,216 @@
+"""The per-example instrument: every method's distance to retrained oracles, with intervals.
+
+For one cell (regime x forget spec; ``benchmarks/ensembles.py`` trains and caches its n
+originals and n oracles), each method unlearns each original i (seed i) with the configs
+tuned by the quality bench (``benchmarks/results/quality_<regime>_<scenario>.json``). Then:
+
+- KLoM per sample (``wsscl_fast.metrics.klom``) between the method's n models and the n
+  oracles, on the forget set, a fixed sample of the retain set and the scoring half of the
+  validation split (the methods calibrate on the other half), summarised by mean and p95;
+  the headline is the mean of the three splits' means;
+- the NeurIPS 2023 challenge score on the forget set (RA on the retain sample, TA on the
+  validation scoring half);
+- 95% bootstrap intervals over models; method-vs-method differences are paired (model i of
+  both comes from original i; one oracle draw serves both), and a sentence says "lower" only
+  when the paired interval excludes 0;
+- the noise floor: KLoM between two disjoint halves of the oracles (n/2 against n/2, so an
+  upper bound on the floor at n against n); the untouched original must score at least
+  5x the floor, or the cell says the instrument cannot separate it;
+- the cost: RTE in seconds and work in sample-passes (``wsscl_fast.work``), as a fraction of
+  Retrain's work.
+
+    python -m benchmarks.instrument --regime generalise --forget random:0.1 --models 8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.bench_quality_cpu import CACHE, REGIMES
+from benchmarks.ensembles import Cell, load_cell, logits_on, original, train_ensembles
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, provenance, write_json
+
+from wsscl_fast.api import unlearn
+from wsscl_fast.checkpoint import atomic_save
+from wsscl_fast.data import dataset_labels
+from wsscl_fast.execution import Runtime
+from wsscl_fast.methods import UNLEARNING_METHODS, get_method
+from wsscl_fast.metrics import bootstrap, challenge_score, interval, klom, margins, summarize, verdict
+from wsscl_fast.work import retrain_work
+
+SPLITS = ("forget", "retain", "validation")
+FLOOR_FACTOR = 5.0  #: the original must score this many times the oracle floor
+#: histogram bins of KLoM at 8 models a side: in a synthetic study (docs/experiments/2026-12-03-instrument.md)
+#: 2 bins separate a 2-sigma shift from the floor 15x, 20 bins (the paper's, at 100 models) 1.3x
+DEFAULT_BINS = 2
+
+
+def scenario_name(forget: str) -> str:
+    return "classwise" if forget.startswith("class") else "random"
+
+
+def tuned_configs(cell: Cell) -> tuple[dict, str]:
+    """{method: config} as tuned by the quality bench for this cell, and the file they come from."""
+    path = REPO / "benchmarks" / "results" / f"quality_{cell.regime}_{scenario_name(cell.forget)}.json"
+    stored = json.loads(path.read_text())["configs"]
+    configs = {m: get_method(m).config_class.from_dict(stored[m]) for m in UNLEARNING_METHODS}
+    return configs, str(path.relative_to(REPO))
+
+
+def validation_halves(cell: Cell) -> tuple[list[int], list[int]]:
+    """(calibration positions, scoring positions) in the validation split: a seeded half each."""
+    order = torch.randperm(len(cell.points["validation"]), generator=torch.Generator().manual_seed(0)).tolist()
+    return sorted(order[::2]), sorted(order[1::2])
+
+
+def unlearned_run(cell: Cell, method: str, config, seed: int) -> dict:
+    """Logits of original ``seed`` unlearned by ``method`` (seed ``seed``), with its RTE and work (cached)."""
+    path = CACHE / "unlearned" / f"{cell.key}-{method}-s{seed}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    calibration, _ = validation_halves(cell)
+    holdout = torch.utils.data.Subset(cell.points["validation"], calibration)
+    model, _ = original(cell, seed)
+    result = unlearn(model, cell.scenario.forget, cell.scenario.retain, method, config, holdout=holdout, seed=seed,
+                     runtime=Runtime(progress=False))
+    run = {"logits": {split: logits_on(result.model, data) for split, data in cell.points.items()},
+           "rte": result.rte, "work": result.info["work"]["sample_passes"], "state_dict": result.model.state_dict()}
+    atomic_save(run, path)
+    return run
+
+
+def stored_logits(cell: Cell, name: str) -> dict:
+    return torch.load(CACHE / "logits" / f"{cell.key}-{name}.pt", weights_only=True)
+
+
+def ensemble_margins(cell: Cell, runs: list[dict], scoring: list[int]) -> dict:
+    """{split: (models, samples) margins} of an ensemble's logits (validation: the scoring half)."""
+    out = {}
+    for split in SPLITS:
+        labels = dataset_labels(cell.points[split])
+        logits = torch.stack([run[split] for run in runs])
+        if split == "validation":
+            logits, labels = logits[:, scoring], labels[scoring]
+        out[split] = margins(logits, labels)
+    return out
+
+
+def accuracy(margin: torch.Tensor) -> float:
+    """Mean accuracy over models, in %: a sample is right when its margin is positive."""
+    return 100.0 * float((margin > 0).double().mean())
+
+
+def headline(unlearned: dict, oracle: dict, bins: int) -> float:
+    """Mean over the three splits of the mean per-sample KLoM."""
+    return sum(float(klom(unlearned[s], oracle[s], bins).mean()) for s in SPLITS) / len(SPLITS)
+
+
+def _stack(ensemble: dict) -> torch.Tensor:
+    """The splits side by side, (models, samples), so that one bootstrap draw covers all three."""
+    return torch.cat([ensemble[s] for s in SPLITS], 1)
+
+
+def _split(stacked: torch.Tensor, sizes: list[int]) -> dict:
+    return dict(zip(SPLITS, stacked.split(sizes, 1)))
+
+
+def score_ensemble(ens: dict, oracles: dict, bins: int, resamples: int, seed: int) -> dict:
+    """KLoM summaries per split, the headline and the challenge score, each with a 95% interval."""
+    sizes = [ens[s].shape[1] for s in SPLITS]
+    stats = {split: summarize(klom(ens[split], oracles[split], bins)) for split in SPLITS}
+    value = headline(ens, oracles, bins)
+    draws = bootstrap(lambda u, o: headline(_split(u, sizes), _split(o, sizes), bins),
+                      [[_stack(ens)], [_stack(oracles)]], resamples, seed)
+    challenge = challenge_score(ens["forget"], oracles["forget"],
+                                (accuracy(ens["retain"]), accuracy(oracles["retain"])),
+                                (accuracy(ens["validation"]), accuracy(oracles["validation"])))
+    challenge_draws = bootstrap(
+        lambda uf, ur, uv, of, orr, ov: challenge_score(uf, of, (accuracy(ur), accuracy(orr)),
+                                                        (accuracy(uv), accuracy(ov)))["score"],
+        [[ens["forget"], ens["retain"], ens["validation"]], [oracles["forget"], oracles["retain"],
+                                                              oracles["validation"]]], resamples, seed)
+    return {"klom": value, "klom_ci": interval(draws), "splits": stats, "challenge": challenge,
+            "challenge_ci": interval(challenge_draws),
+            "UA": 100 - accuracy(ens["forget"]), "RA": accuracy(ens["retain"]), "VA": accuracy(ens["validation"])}
+
+
+def paired_difference(a: dict, b: dict, oracles: dict, bins: int, resamples: int, seed: int) -> dict:
+    """headline(a) - headline(b) with a paired bootstrap interval and its verdict for a."""
+    sizes = [a[s].shape[1] for s in SPLITS]
+    draws = bootstrap(lambda x, y, o: headline(_split(x, sizes), _split(o, sizes), bins)
+                      - headline(_split(y, sizes), _split(o, sizes), bins),
+                      [[_stack(a), _stack(b)], [_stack(oracles)]], resamples, seed)
+    ci = interval(draws)
+    return {"difference": headline(a, oracles, bins) - headline(b, oracles, bins), "ci": ci, "verdict": verdict(ci)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--regime", choices=sorted(REGIMES), required=True)
+    parser.add_argument("--forget", default="random:0.1")
+    parser.add_argument("--models", type=int, default=8, help="originals, oracles and unlearned models per method")
+    parser.add_argument("--methods", default=",".join(UNLEARNING_METHODS))
+    parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="KLoM histogram bins")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap redraws")
+    parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    if args.models < 4 or args.models % 2:
+        parser.error("--models must be even and >= 4 (the floor compares two halves of the oracles)")
+    measured_with = environment()
+    cell = load_cell(args.regime, args.forget, args.data_root)
+    train_ensembles(cell, args.models)
+    configs, config_source = tuned_configs(cell)
+    methods = [m for m in args.methods.split(",") if m]
+    n = args.models
+    runs = {}
+    for method in methods:
+        runs[method] = []
+        for seed in range(n):
+            start = time.perf_counter()
+            runs[method].append(unlearned_run(cell, method, configs[method], seed))
+            print(f"{cell.key}: {method} model {seed} ready ({time.perf_counter() - start:.0f} s)", flush=True)
+
+    _, scoring = validation_halves(cell)
+    oracles = ensemble_margins(cell, [stored_logits(cell, f"oracle-s{i}") for i in range(n)], scoring)
+    originals = ensemble_margins(cell, [stored_logits(cell, f"original-s{i}") for i in range(n)], scoring)
+    ensembles = {m: ensemble_margins(cell, [r["logits"] for r in runs[m]], scoring) for m in methods}
+    half = {s: (oracles[s][: n // 2], oracles[s][n // 2:]) for s in SPLITS}
+    floor = score_ensemble({s: half[s][0] for s in SPLITS}, {s: half[s][1] for s in SPLITS}, args.bins,
+                           args.resamples, seed=1)
+    rows = {"original": score_ensemble(originals, oracles, args.bins, args.resamples, seed=2)}
+    full_work = retrain_work(cell.configs["retrain"].epochs, len(cell.scenario.retain))
+    for method in methods:
+        rows[method] = score_ensemble(ensembles[method], oracles, args.bins, args.resamples, seed=3)
+        rows[method]["rte_s"] = sum(r["rte"] for r in runs[method]) / n
+        rows[method]["work_fraction_of_retrain"] = sum(r["work"] for r in runs[method]) / n / full_work
+    comparisons = {}
+    if "wsscl" in methods:
+        for other in [m for m in methods if m != "wsscl"]:
+            comparisons[other] = paired_difference(ensembles["wsscl"], ensembles[other], oracles, args.bins,
+                                                   args.resamples, seed=4)
+        comparisons["original"] = paired_difference(ensembles["wsscl"], originals, oracles, args.bins,
+                                                    args.resamples, seed=4)
+    separable = rows["original"]["klom"] >= FLOOR_FACTOR * floor["klom"]
+    name = f"instrument_{args.regime}_{scenario_name(args.forget)}"
+    command = "python -m benchmarks.instrument " + " ".join(argv or sys.argv[1:])
+    payload = dict(title=f"{args.regime} regime, forgetting {args.forget}: KLoM to {n} oracles, {n} models per method",
+                   environment=measured_with, provenance=provenance(measured_with, command), command=command,
+                   models=n, bins=args.bins, resamples=args.resamples, configs_from=config_source,
+                   forget_size=len(cell.scenario.forget), retain_points=len(cell.points["retain"]),
+                   validation_points=len(scoring), retrain_work=full_work,
+                   floor=floor, floor_factor=FLOOR_FACTOR, separable=separable, rows=rows,
+                   wsscl_against=comparisons)
+    write_json(payload, Path(args.out) / f"{name}.json")
+    print(json.dumps({m: round(r["klom"], 3) for m, r in rows.items()}), f"floor {floor['klom']:.3f}",
+          "separable" if separable else "NOT separable")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The README's headline, generated from the instrument's results (``benchmarks/instrument.py``).
+
+Reads every ``benchmarks/results/instrument_<regime>_<scenario>.json`` and writes
+``benchmarks/results/instrument_summary.md``: per cell, one sentence on WSS-CL against every
+method by the paired interval of their KLoM difference ("lower" only when the interval
+excludes 0, else "tied"), then a table of every method, the original and the oracle floor
+with 95% intervals, the challenge score and the cost. A cell whose original is under 5x the
+floor says that the instrument cannot separate it. ``python -m benchmarks.update_readme``
+copies the file into the README.
+
+    python -m benchmarks.summarize_instrument
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from benchmarks.harness import REPO, environment, provenance
+
+from wsscl_fast.checkpoint import atomic_write_bytes
+from wsscl_fast.report import provenance_line
+
+RESULTS = REPO / "benchmarks" / "results"
+CELLS = [(regime, scenario) for regime in ("memorise", "generalise") for scenario in ("random", "classwise")]
+
+
+def _ci(pair) -> str:
+    return f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+
+
+def cell_sentence(regime: str, scenario: str, result: dict) -> str:
+    """One sentence: where WSS-CL stands, by paired verdicts, and whether the cell separates at all."""
+    rows, against = result["rows"], result["wsscl_against"]
+    head = f"**{regime} / {scenario}** ({result['models']} models a side)"
+    if not result["separable"]:
+        return (f"- {head}: the instrument cannot separate this cell: the untouched original's KLoM "
+                f"({rows['original']['klom']:.3f}) is under {result['floor_factor']:.0f}x the oracle floor "
+                f"({result['floor']['klom']:.3f}).")
+    lower = sorted(m for m, c in against.items() if c["verdict"] == "lower" and m != "original")
+    tied = sorted(m for m, c in against.items() if c["verdict"] == "tied" and m != "original")
+    higher = sorted(m for m, c in against.items() if c["verdict"] == "higher" and m != "original")
+    methods = [m for m in rows if m != "original"]
+    best = min(methods, key=lambda m: rows[m]["klom"])
+    parts = [f"WSS-CL's KLoM is {rows['wsscl']['klom']:.3f} {_ci(rows['wsscl']['klom_ci'])}",
+             f"lowest point estimate: {best} ({rows[best]['klom']:.3f})",
+             f"WSS-CL is below {', '.join(lower) or 'no method'}",
+             f"tied with {', '.join(tied) or 'no method'}",
+             f"above {', '.join(higher) or 'no method'}",
+             f"against the untouched original: {against['original']['verdict']}"]
+    return f"- {head}: " + "; ".join(parts) + "."
+
+
+def cell_table(result: dict) -> list[str]:
+    lines = ["| model | KLoM (95% CI) | forget mean / p95 | retain mean | validation mean | challenge score (95% CI) "
+             "| UA | RA | VA | work / Retrain's | RTE |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    floor = result["floor"]
+    entries = [("oracle floor (half vs half)", floor), *result["rows"].items()]
+    for name, row in entries:
+        split = row["splits"]
+        cost = (f"{row['work_fraction_of_retrain']:.2f} | {row['rte_s']:.1f} s" if "rte_s" in row else "- | -")
+        lines.append(f"| {name} | {row['klom']:.3f} {_ci(row['klom_ci'])} | {split['forget']['mean']:.3f} / "
+                     f"{split['forget']['p95']:.3f} | {split['retain']['mean']:.3f} | {split['validation']['mean']:.3f} "
+                     f"| {row['challenge']['score']:.3f} {_ci(row['challenge_ci'])} | {row['UA']:.1f} | {row['RA']:.1f} "
+                     f"| {row['VA']:.1f} | {cost} |")
+    return lines
+
+
+def main() -> int:
+    found = [(r, s, RESULTS / f"instrument_{r}_{s}.json") for r, s in CELLS]
+    found = [(r, s, json.loads(p.read_text())) for r, s, p in found if p.is_file()]
+    if not found:
+        print("no instrument_*.json results yet", file=sys.stderr)
+        return 1
+    lines = ["# Per-example instrument: KLoM to retrained oracles", ""]
+    lines += [cell_sentence(r, s, result) for r, s, result in found]
+    missing = [f"{r} / {s}" for r, s in CELLS if (r, s) not in {(a, b) for a, b, _ in found}]
+    if missing:
+        lines.append(f"- Not measured yet: {', '.join(missing)}.")
+    for regime, scenario, result in found:
+        lines += ["", f"**{regime} / {scenario}**: {result['title']}; KLoM with {result['bins']} bins, "
+                      f"{result['resamples']} bootstrap redraws; configs from `{result['configs_from']}`.", ""]
+        lines += cell_table(result)
+    measured_with = environment()
+    lines += ["", provenance_line(provenance(measured_with, "python -m benchmarks.summarize_instrument"))]
+    atomic_write_bytes(("\n".join(lines) + "\n").encode(), RESULTS / "instrument_summary.md")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
