@@ -4,18 +4,23 @@ For one cell (regime x forget spec; ``benchmarks/ensembles.py`` trains and cache
 originals and n oracles), each method unlearns each original i (seed i) with the configs
 tuned by the quality bench (``benchmarks/results/quality_<regime>_<scenario>.json``). Then:
 
-- KLoM per sample (``wsscl_fast.metrics.klom``) between the method's n models and the n
-  oracles, on the forget set, a fixed sample of the retain set and the scoring half of the
+- KLoM per sample (``wsscl_fast.metrics.klom``) between the method's models and the oracles,
+  cross-fitted at n/2 a side (the first half of one against the second half of the other, and
+  back), on the forget set, a fixed sample of the retain set and the scoring half of the
   validation split (the methods calibrate on the other half), summarised by mean and p95;
   the headline is the mean of the three splits' means;
 - the NeurIPS 2023 challenge score on the forget set (RA on the retain sample, TA on the
   validation scoring half);
-- 95% bootstrap intervals over models; method-vs-method differences are paired (model i of
-  both comes from original i; one oracle draw serves both), and a sentence says "lower" only
-  when the paired interval excludes 0;
-- the noise floor: KLoM between two disjoint halves of the oracles (n/2 against n/2, so an
-  upper bound on the floor at n against n); the untouched original must score at least
-  5x the floor, or the cell says the instrument cannot separate it;
+- 95% intervals of KLoM over random half-splits of the models (redraws without replacement: a
+  redraw with replacement repeats models, which biases a KL between small ensembles upward);
+  they show how far the number depends on which models meet which, not the full variance of a
+  fresh set of models. Method-vs-method differences are paired (model i of both comes from
+  original i, so both are split alike; one oracle split serves both), and a sentence says
+  "lower" only when the paired interval excludes 0. The challenge score's interval is a
+  bootstrap over models with replacement;
+- the noise floor: KLoM between the two halves of the oracles, at the same n/2 a side as every
+  other row; the untouched original must score at least 5x the floor, or the cell says the
+  instrument cannot separate it;
 - the cost: RTE in seconds and work in sample-passes (``wsscl_fast.work``), as a fraction of
   Retrain's work.
 
@@ -105,27 +110,43 @@ def accuracy(margin: torch.Tensor) -> float:
     return 100.0 * float((margin > 0).double().mean())
 
 
-def headline(unlearned: dict, oracle: dict, bins: int) -> float:
-    """Mean over the three splits of the mean per-sample KLoM."""
-    return sum(float(klom(unlearned[s], oracle[s], bins).mean()) for s in SPLITS) / len(SPLITS)
+def cross_klom(u_first: torch.Tensor, u_second: torch.Tensor, o_first: torch.Tensor, o_second: torch.Tensor,
+               bins: int) -> torch.Tensor:
+    """Per-sample KLoM at n/2 models a side, cross-fitted: the first half of the unlearned models
+    against the second half of the oracles, and the second against the first, averaged. The floor
+    (oracles against oracles) has the same sample sizes, so the two compare like with like."""
+    return (klom(u_first, o_second, bins) + klom(u_second, o_first, bins)) / 2
 
 
-def _stack(ensemble: dict) -> torch.Tensor:
-    """The splits side by side, (models, samples), so that one bootstrap draw covers all three."""
+def stacked(ensemble: dict) -> torch.Tensor:
+    """The splits side by side, (models, samples), so that one redraw covers all three."""
     return torch.cat([ensemble[s] for s in SPLITS], 1)
 
 
-def _split(stacked: torch.Tensor, sizes: list[int]) -> dict:
-    return dict(zip(SPLITS, stacked.split(sizes, 1)))
+def halves(models: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    h = models.shape[0] // 2
+    return models[:h], models[h:]
+
+
+def headline_of(per_sample: torch.Tensor, sizes: list[int]) -> float:
+    """Mean over the three splits of the mean per-sample KLoM."""
+    return sum(float(part.mean()) for part in per_sample.split(sizes)) / len(SPLITS)
+
+
+def split_stats(per_sample: torch.Tensor, sizes: list[int]) -> dict:
+    return {split: summarize(part) for split, part in zip(SPLITS, per_sample.split(sizes))}
 
 
 def score_ensemble(ens: dict, oracles: dict, bins: int, resamples: int, seed: int) -> dict:
-    """KLoM summaries per split, the headline and the challenge score, each with a 95% interval."""
+    """Cross-fitted KLoM per split and its headline, with a 95% interval over random half-splits of
+    both ensembles; the challenge score (n against n), with a 95% bootstrap interval over models."""
     sizes = [ens[s].shape[1] for s in SPLITS]
-    stats = {split: summarize(klom(ens[split], oracles[split], bins)) for split in SPLITS}
-    value = headline(ens, oracles, bins)
-    draws = bootstrap(lambda u, o: headline(_split(u, sizes), _split(o, sizes), bins),
-                      [[_stack(ens)], [_stack(oracles)]], resamples, seed)
+
+    def statistic(u, o):
+        return headline_of(cross_klom(*halves(u), *halves(o), bins), sizes)
+
+    per_sample = cross_klom(*halves(stacked(ens)), *halves(stacked(oracles)), bins)
+    draws = bootstrap(statistic, [[stacked(ens)], [stacked(oracles)]], resamples, seed, replace=False)
     challenge = challenge_score(ens["forget"], oracles["forget"],
                                 (accuracy(ens["retain"]), accuracy(oracles["retain"])),
                                 (accuracy(ens["validation"]), accuracy(oracles["validation"])))
@@ -134,19 +155,38 @@ def score_ensemble(ens: dict, oracles: dict, bins: int, resamples: int, seed: in
                                                         (accuracy(uv), accuracy(ov)))["score"],
         [[ens["forget"], ens["retain"], ens["validation"]], [oracles["forget"], oracles["retain"],
                                                               oracles["validation"]]], resamples, seed)
-    return {"klom": value, "klom_ci": interval(draws), "splits": stats, "challenge": challenge,
-            "challenge_ci": interval(challenge_draws),
+    return {"klom": headline_of(per_sample, sizes), "klom_ci": interval(draws), "splits": split_stats(per_sample, sizes),
+            "challenge": challenge, "challenge_ci": interval(challenge_draws),
             "UA": 100 - accuracy(ens["forget"]), "RA": accuracy(ens["retain"]), "VA": accuracy(ens["validation"])}
 
 
+def score_floor(oracles: dict, bins: int, resamples: int, seed: int) -> dict:
+    """The oracles' first half against their second, both ways: the KLoM that models which
+    differ only in their training seed show at this n (the noise floor), over random half-splits."""
+    sizes = [oracles[s].shape[1] for s in SPLITS]
+
+    def statistic(o):
+        first, second = halves(o)
+        return headline_of(cross_klom(first, second, first, second, bins), sizes)
+
+    first, second = halves(stacked(oracles))
+    per_sample = cross_klom(first, second, first, second, bins)
+    draws = bootstrap(statistic, [[stacked(oracles)]], resamples, seed, replace=False)
+    return {"klom": headline_of(per_sample, sizes), "klom_ci": interval(draws), "splits": split_stats(per_sample, sizes)}
+
+
 def paired_difference(a: dict, b: dict, oracles: dict, bins: int, resamples: int, seed: int) -> dict:
-    """headline(a) - headline(b) with a paired bootstrap interval and its verdict for a."""
+    """headline(a) - headline(b) over random half-splits, paired: model i of a and of b come from
+    original i, so they are split together, and one oracle split serves both; its verdict for a."""
     sizes = [a[s].shape[1] for s in SPLITS]
-    draws = bootstrap(lambda x, y, o: headline(_split(x, sizes), _split(o, sizes), bins)
-                      - headline(_split(y, sizes), _split(o, sizes), bins),
-                      [[_stack(a), _stack(b)], [_stack(oracles)]], resamples, seed)
+
+    def difference(x, y, o):
+        return (headline_of(cross_klom(*halves(x), *halves(o), bins), sizes)
+                - headline_of(cross_klom(*halves(y), *halves(o), bins), sizes))
+
+    draws = bootstrap(difference, [[stacked(a), stacked(b)], [stacked(oracles)]], resamples, seed, replace=False)
     ci = interval(draws)
-    return {"difference": headline(a, oracles, bins) - headline(b, oracles, bins), "ci": ci, "verdict": verdict(ci)}
+    return {"difference": difference(stacked(a), stacked(b), stacked(oracles)), "ci": ci, "verdict": verdict(ci)}
 
 
 def main(argv=None) -> int:
@@ -164,25 +204,22 @@ def main(argv=None) -> int:
         parser.error("--models must be even and >= 4 (the floor compares two halves of the oracles)")
     measured_with = environment()
     cell = load_cell(args.regime, args.forget, args.data_root)
-    train_ensembles(cell, args.models)
     configs, config_source = tuned_configs(cell)
     methods = [m for m in args.methods.split(",") if m]
     n = args.models
-    runs = {}
-    for method in methods:
-        runs[method] = []
-        for seed in range(n):
+    runs = {method: [] for method in methods}
+    for seed in range(n):  # seed-major: original i is trained (or loaded) once, then every method unlearns it
+        for method in methods:
             start = time.perf_counter()
             runs[method].append(unlearned_run(cell, method, configs[method], seed))
             print(f"{cell.key}: {method} model {seed} ready ({time.perf_counter() - start:.0f} s)", flush=True)
+    train_ensembles(cell, n)  # the originals' and oracles' logits
 
     _, scoring = validation_halves(cell)
     oracles = ensemble_margins(cell, [stored_logits(cell, f"oracle-s{i}") for i in range(n)], scoring)
     originals = ensemble_margins(cell, [stored_logits(cell, f"original-s{i}") for i in range(n)], scoring)
     ensembles = {m: ensemble_margins(cell, [r["logits"] for r in runs[m]], scoring) for m in methods}
-    half = {s: (oracles[s][: n // 2], oracles[s][n // 2:]) for s in SPLITS}
-    floor = score_ensemble({s: half[s][0] for s in SPLITS}, {s: half[s][1] for s in SPLITS}, args.bins,
-                           args.resamples, seed=1)
+    floor = score_floor(oracles, args.bins, args.resamples, seed=1)
     rows = {"original": score_ensemble(originals, oracles, args.bins, args.resamples, seed=2)}
     full_work = retrain_work(cell.configs["retrain"].epochs, len(cell.scenario.retain))
     for method in methods:

@@ -153,3 +153,14 @@ def test_bootstrap_interval_covers_the_mean_and_is_seeded():
     low, high = interval(draws)
     se = float(values.std() / math.sqrt(30))
     assert low < float(values.mean()) < high and 2 * se < high - low < 6 * se
+
+
+
+def test_redraws_without_replacement_permute_the_models_together():
+    a = torch.arange(6.0)
+    b = a * 10
+    seen = bootstrap(lambda x, y: float((y == 10 * x).all() and sorted(x.tolist()) == a.tolist()),
+                     [[a, b]], resamples=20, replace=False)
+    assert seen.tolist() == [1.0] * 20  # a permutation, the same one for both paired ensembles
+    firsts = bootstrap(lambda x: x[0], [[a]], resamples=50, replace=False)
+    assert len(set(firsts.tolist())) > 1

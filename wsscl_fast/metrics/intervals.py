@@ -2,7 +2,10 @@
 
 A statistic is a function of ensembles (each ``(models, ...)``). The bootstrap redraws each
 ensemble's models with replacement and recomputes the statistic; the interval is the 2.5th
-and 97.5th percentile of the redraws. Ensembles that share models (method A's model i and
+and 97.5th percentile of the redraws. With ``replace=False`` a redraw is a permutation of the
+models instead: for statistics that cut an ensemble into halves (cross-fitted KLoM), it draws
+random disjoint half-splits, where a redraw with replacement would repeat models and bias a KL
+between small ensembles upward. Ensembles that share models (method A's model i and
 method B's model i both come from original i) are redrawn with the same indices: pass them in
 one ``paired`` group. A difference is called "lower" or "higher" only when its interval
 excludes 0; otherwise the two are "tied".
@@ -14,16 +17,16 @@ from typing import Callable, Sequence
 import torch
 
 
-def _draw(group: Sequence[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+def _draw(group: Sequence[torch.Tensor], generator: torch.Generator, replace: bool) -> list[torch.Tensor]:
     count = group[0].shape[0]
     if any(t.shape[0] != count for t in group):
         raise ValueError(f"paired ensembles must have the same number of models, got {[t.shape[0] for t in group]}")
-    index = torch.randint(count, (count,), generator=generator)
+    index = torch.randint(count, (count,), generator=generator) if replace else torch.randperm(count, generator=generator)
     return [t[index] for t in group]
 
 
 def bootstrap(statistic: Callable[..., float], groups: Sequence[Sequence[torch.Tensor]], resamples: int = 1000,
-              seed: int = 0) -> torch.Tensor:
+              seed: int = 0, replace: bool = True) -> torch.Tensor:
     """``resamples`` values of ``statistic(*ensembles)``, each group's models redrawn together.
 
     ``groups`` lists the ensembles in the order ``statistic`` takes them, grouped by what is
@@ -33,7 +36,7 @@ def bootstrap(statistic: Callable[..., float], groups: Sequence[Sequence[torch.T
     generator = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(resamples):
-        drawn = [t for group in groups for t in _draw(group, generator)]
+        drawn = [t for group in groups for t in _draw(group, generator, replace)]
         values.append(float(statistic(*drawn)))
     return torch.tensor(values, dtype=torch.float64)
 
