@@ -1,6 +1,10 @@
 """The per-example metrics against oracles (KLoM, the challenge's ε and score) and the bootstrap
 intervals, checked against brute-force computations written here from the definitions."""
+import contextlib
+import io
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +168,15 @@ def test_redraws_without_replacement_permute_the_models_together():
     assert seen.tolist() == [1.0] * 20  # a permutation, the same one for both paired ensembles
     firsts = bootstrap(lambda x: x[0], [[a]], resamples=50, replace=False)
     assert len(set(firsts.tolist())) > 1
+
+
+def test_the_docs_example_runs_and_scores_two_draws_of_one_distribution_low():
+    """docs/instrument.md's example: KLoM near its floor, a challenge score far below 1 at 8 models."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "instrument.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    namespace, printed = {}, io.StringIO()
+    torch.manual_seed(0)
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block, "docs/instrument.md", "exec"), namespace)
+    assert "'mean'" in printed.getvalue() and "'score'" in printed.getvalue()
+    assert namespace["unlearned"].shape == namespace["oracle"].shape == (8, 500)
