@@ -1,10 +1,10 @@
 """The README's headline, generated from the instrument's results (``benchmarks/instrument.py``).
 
-Reads every ``benchmarks/results/instrument_<regime>_<scenario>.json`` and writes
-``benchmarks/results/instrument_summary.md``: per cell, one sentence on WSS-CL against every
-method by the paired interval of their KLoM difference ("lower" only when the interval
-excludes 0, else "tied"), then a table of every method, the original and the oracle floor
-with 95% intervals, the challenge score and the cost. A cell whose original is under 5x the
+Reads every ``benchmarks/results/instrument_<regime>_<scenario>.json``; writes beside each a
+Markdown table of every method, the original and the oracle floor with 95% intervals, the
+challenge score and the cost, and writes ``benchmarks/results/instrument_summary.md``: per
+cell, one sentence on WSS-CL against every method by the paired interval of their KLoM
+difference ("lower" only when the interval excludes 0, else "tied"), and one compact table. A cell whose original is under 5x the
 floor says that the instrument cannot separate it. ``python -m benchmarks.update_readme``
 copies the file into the README.
 
@@ -59,11 +59,24 @@ def cell_table(result: dict) -> list[str]:
     for name, row in entries:
         split = row["splits"]
         cost = (f"{row['work_fraction_of_retrain']:.2f} | {row['rte_s']:.1f} s" if "rte_s" in row else "- | -")
+        rest = (f"{row['challenge']['score']:.3f} {_ci(row['challenge_ci'])} | {row['UA']:.1f} | {row['RA']:.1f} "
+                f"| {row['VA']:.1f}" if "challenge" in row else "- | - | - | -")
         lines.append(f"| {name} | {row['klom']:.3f} {_ci(row['klom_ci'])} | {split['forget']['mean']:.3f} / "
                      f"{split['forget']['p95']:.3f} | {split['retain']['mean']:.3f} | {split['validation']['mean']:.3f} "
-                     f"| {row['challenge']['score']:.3f} {_ci(row['challenge_ci'])} | {row['UA']:.1f} | {row['RA']:.1f} "
-                     f"| {row['VA']:.1f} | {cost} |")
+                     f"| {rest} | {cost} |")
     return lines
+
+
+def compact_row(regime: str, scenario: str, result: dict) -> str:
+    rows, floor = result["rows"], result["floor"]
+    methods = [m for m in rows if m != "original"]
+    best = min(methods, key=lambda m: rows[m]["klom"])
+    wsscl = rows.get("wsscl")
+    return (f"| {regime} | {scenario} | {result['models']} | {floor['klom']:.3f} {_ci(floor['klom_ci'])} "
+            f"| {rows['original']['klom']:.3f} | {'yes' if result['separable'] else 'no'} "
+            f"| {wsscl['klom']:.3f} {_ci(wsscl['klom_ci'])} | {best} {rows[best]['klom']:.3f} "
+            f"| {wsscl['work_fraction_of_retrain']:.2f} | {rows[best]['work_fraction_of_retrain']:.2f} |"
+            if wsscl else f"| {regime} | {scenario} | {result['models']} | - | - | - | - | - | - | - |")
 
 
 def main() -> int:
@@ -72,17 +85,24 @@ def main() -> int:
     if not found:
         print("no instrument_*.json results yet", file=sys.stderr)
         return 1
+    footer = provenance_line(provenance(environment(), "python -m benchmarks.summarize_instrument"))
+    for regime, scenario, result in found:  # one full table per cell
+        lines = [f"# {result['title']}", "",
+                 f"KLoM cross-fitted at {result['models'] // 2} models a side, {result['bins']} bins; intervals over "
+                 f"{result['resamples']} random half-splits (challenge score: bootstrap over models); configs from "
+                 f"`{result['configs_from']}`; work as a fraction of Retrain's ({result['retrain_work']} sample-passes).",
+                 "", *cell_table(result), "", footer]
+        atomic_write_bytes(("\n".join(lines) + "\n").encode(), RESULTS / f"instrument_{regime}_{scenario}.md")
     lines = ["# Per-example instrument: KLoM to retrained oracles", ""]
     lines += [cell_sentence(r, s, result) for r, s, result in found]
     missing = [f"{r} / {s}" for r, s in CELLS if (r, s) not in {(a, b) for a, b, _ in found}]
     if missing:
         lines.append(f"- Not measured yet: {', '.join(missing)}.")
-    for regime, scenario, result in found:
-        lines += ["", f"**{regime} / {scenario}**: {result['title']}; KLoM with {result['bins']} bins, "
-                      f"{result['resamples']} bootstrap redraws; configs from `{result['configs_from']}`.", ""]
-        lines += cell_table(result)
-    measured_with = environment()
-    lines += ["", provenance_line(provenance(measured_with, "python -m benchmarks.summarize_instrument"))]
+    lines += ["", "| regime | scenario | models | oracle floor (95% CI) | original | original >= 5x floor "
+              "| WSS-CL (95% CI) | lowest | WSS-CL work / Retrain's | lowest's work |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [compact_row(r, s, result) for r, s, result in found]
+    lines += ["", footer]
     atomic_write_bytes(("\n".join(lines) + "\n").encode(), RESULTS / "instrument_summary.md")
     print("\n".join(lines))
     return 0
