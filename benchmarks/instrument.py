@@ -84,7 +84,8 @@ def unlearned_run(cell: Cell, method: str, config, seed: int) -> dict:
     result = unlearn(model, cell.scenario.forget, cell.scenario.retain, method, config, holdout=holdout, seed=seed,
                      runtime=Runtime(progress=False))
     run = {"logits": {split: logits_on(result.model, data) for split, data in cell.points.items()},
-           "rte": result.rte, "work": result.info["work"]["sample_passes"], "state_dict": result.model.state_dict()}
+           "rte": result.rte, "work": result.info["work"]["sample_passes"], "timings": dict(result.timings),
+           "state_dict": result.model.state_dict()}
     atomic_save(run, path)
     return run
 
@@ -225,6 +226,9 @@ def main(argv=None) -> int:
     for method in methods:
         rows[method] = score_ensemble(ensembles[method], oracles, args.bins, args.resamples, seed=3)
         rows[method]["rte_s"] = sum(r["rte"] for r in runs[method]) / n
+        stages = sorted({stage for r in runs[method] for stage in r.get("timings", {})})
+        rows[method]["stage_seconds"] = {stage: sum(r.get("timings", {}).get(stage, 0.0) for r in runs[method]) / n
+                                         for stage in stages}
         rows[method]["work_fraction_of_retrain"] = sum(r["work"] for r in runs[method]) / n / full_work
     comparisons = {}
     if "wsscl" in methods:
