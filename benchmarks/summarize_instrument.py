@@ -32,21 +32,22 @@ def cell_sentence(regime: str, scenario: str, result: dict) -> str:
     """One sentence: where WSS-CL stands, by paired verdicts, and whether the cell separates at all."""
     rows, against = result["rows"], result["wsscl_against"]
     head = f"**{regime} / {scenario}** ({result['models']} models a side)"
-    if not result["separable"]:
-        return (f"- {head}: the instrument cannot separate this cell: the untouched original's KLoM "
-                f"({rows['original']['klom']:.3f}) is under {result['floor_factor']:.0f}x the oracle floor "
-                f"({result['floor']['klom']:.3f}).")
     lower = sorted(m for m, c in against.items() if c["verdict"] == "lower" and m != "original")
     tied = sorted(m for m, c in against.items() if c["verdict"] == "tied" and m != "original")
     higher = sorted(m for m, c in against.items() if c["verdict"] == "higher" and m != "original")
     methods = [m for m in rows if m != "original"]
     best = min(methods, key=lambda m: rows[m]["klom"])
-    parts = [f"WSS-CL's KLoM is {rows['wsscl']['klom']:.3f} {_ci(rows['wsscl']['klom_ci'])}",
-             f"lowest point estimate: {best} ({rows[best]['klom']:.3f})",
-             f"WSS-CL is below {', '.join(lower) or 'no method'}",
-             f"tied with {', '.join(tied) or 'no method'}",
-             f"above {', '.join(higher) or 'no method'}",
-             f"against the untouched original: {against['original']['verdict']}"]
+    parts = []
+    if not result["separable"]:
+        parts.append(f"the untouched original ({rows['original']['klom']:.3f}) is under {result['floor_factor']:.0f}x "
+                     f"the oracle floor ({result['floor']['klom']:.3f}), so this cell cannot show forgetting, "
+                     f"only harm: a distance from the oracles above the original's")
+    relation = {"lower": "below", "higher": "above", "tied": "tied with"}[against["original"]["verdict"]]
+    parts += [f"WSS-CL's KLoM is {rows['wsscl']['klom']:.3f} {_ci(rows['wsscl']['klom_ci'])}, {relation} "
+              f"the untouched original's",
+              f"the lowest point estimate is {best}'s ({rows[best]['klom']:.3f})",
+              f"by paired intervals WSS-CL is below {', '.join(lower) or 'no method'}, "
+              f"tied with {', '.join(tied) or 'no method'} and above {', '.join(higher) or 'no method'}"]
     return f"- {head}: " + "; ".join(parts) + "."
 
 
