@@ -1,0 +1,29 @@
+"""The instrument's cross-fitted KLoM, floor and paired verdicts on synthetic margins."""
+import torch
+
+from benchmarks.instrument import SPLITS, cross_klom, paired_difference, score_floor
+
+SIZES = {"forget": 30, "retain": 50, "validation": 40}
+
+
+def _ensemble(models=8, shift=0.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {s: torch.randn(models, n, generator=g, dtype=torch.float64) + shift for s, n in SIZES.items()}
+
+
+def test_cross_klom_pairs_each_half_with_the_other_sides_other_half():
+    u, o = torch.zeros(4, 3), torch.zeros(4, 3)
+    u[:2], o[2:] = 5.0, 5.0  # u's first half equals o's second half, and u's second o's first
+    assert torch.equal(cross_klom(u[:2], u[2:], o[:2], o[2:], bins=2), torch.zeros(3, dtype=torch.float64))
+
+
+def test_the_floor_is_the_oracles_against_themselves_and_a_shift_stands_out_paired():
+    oracles = _ensemble(seed=1)
+    floor = score_floor(oracles, bins=2, resamples=50, seed=0)
+    assert floor["klom"] > 0 and floor["klom_ci"][0] <= floor["klom"] <= floor["klom_ci"][1] + 1e-12
+    assert set(floor["splits"]) == set(SPLITS)
+    close, far = _ensemble(seed=2), _ensemble(shift=3.0, seed=3)
+    assert paired_difference(far, close, oracles, bins=2, resamples=50, seed=0)["verdict"] == "higher"
+    assert paired_difference(close, far, oracles, bins=2, resamples=50, seed=0)["verdict"] == "lower"
+    same = paired_difference(close, close, oracles, bins=2, resamples=50, seed=0)
+    assert same["difference"] == 0 and same["verdict"] == "tied"
