@@ -248,6 +248,8 @@ def main(argv=None) -> int:
                    forget_size=len(cell.scenario.forget), retain_points=len(cell.points["retain"]),
                    validation_points=len(scoring), retrain_work=full_work,
                    floor=floor, floor_factor=FLOOR_FACTOR, separable=separable, rows=rows,
+                   oracle_accuracy={"UA": 100 - accuracy(oracles["forget"]), "RA": accuracy(oracles["retain"]),
+                                    "VA": accuracy(oracles["validation"])},
                    wsscl_against=comparisons)
     write_json(payload, Path(args.out) / f"{name}.json")
     print(json.dumps({m: round(r["klom"], 3) for m, r in rows.items()}), f"floor {floor['klom']:.3f}",

@@ -58,6 +58,7 @@ def cell_table(result: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     floor = result["floor"]
     entries = [("oracle floor (half vs half)", floor), *result["rows"].items()]
+    oracle = result["oracle_accuracy"]
     for name, row in entries:
         split = row["splits"]
         cost = (f"{row['work_fraction_of_retrain']:.2f} | {row['rte_s']:.1f} s" if "rte_s" in row else "- | -")
@@ -66,6 +67,8 @@ def cell_table(result: dict) -> list[str]:
         lines.append(f"| {name} | {row['klom']:.3f} {_ci(row['klom_ci'])} | {split['forget']['mean']:.3f} / "
                      f"{split['forget']['p95']:.3f} | {split['retain']['mean']:.3f} | {split['validation']['mean']:.3f} "
                      f"| {rest} | {cost} |")
+    lines.append(f"| oracles (their own accuracies) | - | - | - | - | - | {oracle['UA']:.1f} | {oracle['RA']:.1f} "
+                 f"| {oracle['VA']:.1f} | 1.00 | - |")
     return lines
 
 
