@@ -33,7 +33,7 @@ else:
     ext_modules = [
         CppExtension(
             "wsscl_fast._C",
-            ["csrc/bindings.cpp", "csrc/infonce.cpp", "csrc/masked_update.cpp", "csrc/saliency_select.cpp"],
+            ["csrc/registration.cpp", "csrc/infonce.cpp", "csrc/masked_update.cpp", "csrc/saliency_select.cpp"],
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],
         )

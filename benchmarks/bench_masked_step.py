@@ -24,7 +24,7 @@ import torch
 from benchmarks.harness import REPO, cuda_time_ms, environment, interleaved_median_times, write_json
 
 from wsscl_fast import MaskedAdamW, MaskedSGD
-from wsscl_fast.reference import keep_count
+from wsscl_fast.saliency_storage import keep_count
 
 
 def resnet18_shapes():
@@ -70,9 +70,9 @@ def threshold_case(numel: int, device: torch.device, time_fn) -> dict:
 
         ours = lambda: saliency_threshold_triton([scores], k)  # noqa: E731
     else:
-        from wsscl_fast.backends import cpp_extension
+        from wsscl_fast.backends import cpp_ops
 
-        ours = lambda: torch.tensor(cpp_extension().saliency_threshold([scores], k))  # noqa: E731
+        ours = lambda: cpp_ops().saliency_threshold_cpp([scores], k)  # noqa: E731
     theirs = lambda: torch.kthvalue(scores, numel - k + 1).values  # noqa: E731
     same = bool(torch.equal(ours().cpu(), theirs().cpu()))
     if time_fn is None:  # CPU: alternating rounds

@@ -1,4 +1,4 @@
-// wsscl_fast C++ CPU path: declarations of the ops bound in bindings.cpp.
+// wsscl_fast C++ CPU path: the kernels that registration.cpp registers with the dispatcher.
 #pragma once
 #include <torch/extension.h>
 
@@ -12,7 +12,7 @@ std::vector<at::Tensor> infonce_forward(const at::Tensor& anchors, const at::Ten
                                         const at::Tensor& negatives, double temperature, bool normalize,
                                         bool need_grad, int64_t block_rows);
 
-// Saliency-masked SGD over a list of tensors, in place (see METHOD.md for the semantics).
+// Saliency-masked SGD over a list of tensors, in place (semantics: docs/method.md).
 // storage: "dense" (bool or floating saliency), "bits" (packed hard mask) or "uint8" (q / 255).
 void masked_sgd_step(std::vector<at::Tensor> params, std::vector<at::Tensor> grads,
                      std::vector<at::Tensor> saliencies, std::vector<at::Tensor> momentum_buffers, double lr,

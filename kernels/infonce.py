@@ -53,7 +53,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .multi_tensor import interpreted
+from ..backends import triton_interpreted as interpreted
 
 FINISH_BLOCK_N, FINISH_BLOCK_D, FINISH_WARPS = 32, 64, 4  # the elementwise finishing kernel's tiles
 PARTIAL_BYTES = 32 << 20  # cap on the backward's fp32 (splits, N, D) partials

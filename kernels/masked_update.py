@@ -24,7 +24,8 @@ import triton
 import triton.language as tl
 
 from ..precision import compute_dtype
-from .multi_tensor import chunk_of, chunk_table, contiguous, interpreted, to_device
+from ..backends import triton_interpreted as interpreted
+from .multi_tensor import chunk_of, chunk_table, contiguous, to_device
 
 DENSE_SALIENCY_KINDS = {torch.bool: "bool", torch.float32: "float32", torch.bfloat16: "bfloat16"}
 PARAM_KINDS = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}

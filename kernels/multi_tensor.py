@@ -9,16 +9,10 @@ addresses change, and nothing when they do not.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
-
-
-def interpreted() -> bool:
-    """True when Triton runs under the CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit

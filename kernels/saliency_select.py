@@ -20,7 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .multi_tensor import chunk_of, chunk_table, contiguous, interpreted
+from ..backends import triton_interpreted as interpreted
+from .multi_tensor import chunk_of, chunk_table, contiguous
 
 DIGIT_BITS = 8
 BINS = 1 << DIGIT_BITS

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from wsscl_fast import backends, infonce_loss
-from wsscl_fast.backends import recording, resolve
+from wsscl_fast.backends import recording, register, resolve
 
 from helpers import ALL_BACKENDS, device_for
 
@@ -13,10 +13,11 @@ def test_cpp_extension_is_built():
     """Fails loudly (with the build error) when the C++ extension did not build or import."""
     assert backends.unavailable_reason("cpp", torch.device("cpu")) is None, backends.unavailable_reason(
         "cpp", torch.device("cpu"))
-    assert hasattr(backends.cpp_extension(), "infonce_forward")
+    assert hasattr(backends.cpp_ops(), "infonce_cpp")
 
 
-IMPLS = {"triton": lambda: "triton-impl", "cpp": lambda: "cpp-impl", "torch": lambda: "torch-impl"}
+for _name in ("triton", "cpp", "torch"):  # a test op that every backend implements
+    register("op", _name, lambda name=_name: f"{name}-impl")
 
 # (backend= argument, WSSCL_BACKEND, TRITON_INTERPRET=1, what runs on CPU tensors): written out,
 # not derived, so that a change of the precedence rule fails here
@@ -48,27 +49,27 @@ def test_resolution_table(monkeypatch, argument, environment, interpret, expecte
             monkeypatch.setenv(name, value)
     if isinstance(expected, type):
         with pytest.raises(expected, match="unavailable|must be one of"):
-            resolve("op", torch.device("cpu"), IMPLS, backend=argument)
+            resolve("op", torch.device("cpu"), backend=argument)
     else:
-        assert resolve("op", torch.device("cpu"), IMPLS, backend=argument) == (expected, f"{expected}-impl")
+        assert resolve("op", torch.device("cpu"), backend=argument) == (expected, f"{expected}-impl")
 
 
 def test_default_skips_backends_without_the_op(monkeypatch):
     monkeypatch.delenv("WSSCL_BACKEND", raising=False)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert resolve("op", torch.device("cpu"), {"torch": IMPLS["torch"]}) == ("torch", "torch-impl")
+    assert resolve("op", torch.device("cpu"), exclude=("triton", "cpp")) == ("torch", "torch-impl")
 
 
 def test_forced_backend_without_the_op_raises_instead_of_falling_back(monkeypatch):
     monkeypatch.setenv("WSSCL_BACKEND", "cpp")
     with pytest.raises(NotImplementedError, match="op: backend 'cpp' does not implement"):
-        resolve("op", torch.device("cpu"), {"torch": IMPLS["torch"]})
+        resolve("op", torch.device("cpu"), exclude=("triton", "cpp"))
 
 
 def test_unknown_backend_is_named(monkeypatch):
     monkeypatch.setenv("WSSCL_BACKEND", "cuda-magic")
     with pytest.raises(ValueError, match="cuda-magic.*WSSCL_BACKEND"):
-        resolve("op", torch.device("cpu"), IMPLS)
+        resolve("op", torch.device("cpu"))
 
 
 def test_triton_reason_names_the_interpreter(monkeypatch):

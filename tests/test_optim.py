@@ -6,8 +6,8 @@ import torch
 
 from helpers import ALL_BACKENDS, TRITON_DEVICE, device_for
 from wsscl_fast import MaskedAdamW, MaskedSGD
-from wsscl_fast.reference import (dequantize_saliency_ref, masked_adamw_step_ref, masked_sgd_step_ref, pack_mask_ref,
-                                  quantize_saliency_ref)
+from wsscl_fast.reference import masked_adamw_step_ref, masked_sgd_step_ref
+from wsscl_fast.saliency_storage import dequantize_saliency, pack_mask, quantize_saliency
 
 SHAPES = [(1,), (1023,), (3, 5, 7), (64, 3, 3, 3)]
 SGD_HYPER = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
@@ -213,7 +213,7 @@ def test_bit_packed_mask_matches_the_bool_mask_bit_for_bit(backend, kind):
     shapes = SHAPES + [(9,), (8,), (2, 4097)]
     masks = [(torch.rand(s, generator=torch.Generator().manual_seed(i)) < 0.5).to(device_for(backend))
              for i, s in enumerate(shapes)]
-    packed_given = [pack_mask_ref(m) for m in masks]
+    packed_given = [pack_mask(m) for m in masks]
     runs = []
     for saliency, storage in ((masks, "dense"), (masks, "bits"), (packed_given, "bits")):
         params = _params(shapes=shapes, device=device_for(backend))
@@ -230,7 +230,7 @@ def test_bit_packed_mask_matches_the_bool_mask_bit_for_bit(backend, kind):
 def test_uint8_saliency_equals_its_dequantised_weights(backend, kind):
     g = torch.Generator().manual_seed(10)
     weights = [torch.rand(s, generator=g).mul_(torch.rand(s, generator=g) < 0.7).to(device_for(backend)) for s in SHAPES]
-    dequantised = [dequantize_saliency_ref(quantize_saliency_ref(w)) for w in weights]
+    dequantised = [dequantize_saliency(quantize_saliency(w)) for w in weights]
     runs = []
     for saliency, storage in ((weights, "uint8"), (dequantised, "dense")):
         params = _params(device=device_for(backend))

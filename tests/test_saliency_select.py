@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from helpers import ALL_BACKENDS, FUSED_BACKENDS, device_for
-from wsscl_fast.reference import (dequantize_saliency_ref, keep_count, pack_mask_ref, quantize_saliency_ref,
-                                  saliency_from_scores_ref, unpack_mask_ref)
-from wsscl_fast.saliency import saliency_from_scores
+from wsscl_fast.ops import saliency_from_scores
+from wsscl_fast.reference import saliency_from_scores_ref
+from wsscl_fast.saliency_storage import dequantize_saliency, keep_count, pack_mask, quantize_saliency, unpack_mask
 
 MIXED_SHAPES = [(1,), (1023,), (64, 3, 3, 3), (7,), (3, 5, 7), (8193,)]
 
@@ -14,9 +14,9 @@ MIXED_SHAPES = [(1,), (1023,), (64, 3, 3, 3), (7,), (3, 5, 7), (8193,)]
 
 def _threshold(backend, scores, k):
     if backend == "cpp":
-        from wsscl_fast.backends import cpp_extension
+        from wsscl_fast.backends import cpp_ops
 
-        return torch.tensor(cpp_extension().saliency_threshold([s.cpu() for s in scores], k))
+        return cpp_ops().saliency_threshold_cpp([s.cpu() for s in scores], k)
     from wsscl_fast.kernels.saliency_select import saliency_threshold_triton
 
     return saliency_threshold_triton(scores, k).cpu()
@@ -72,21 +72,21 @@ def test_hard_mask_keeps_exactly_the_top_k_without_ties(backend):
     scores = [torch.randperm(5000, generator=torch.Generator().manual_seed(3)).float().reshape(50, 100)]
     scores = [s.to(device_for(backend)) for s in scores]
     mask = saliency_from_scores(scores, 0.1, "hard", backend=backend, saliency_storage="bits")[0]
-    assert int(unpack_mask_ref(mask.cpu(), (50, 100)).sum()) == keep_count(5000, 0.1) == 500
+    assert int(unpack_mask(mask.cpu(), (50, 100)).sum()) == keep_count(5000, 0.1) == 500
 
 
 def test_storage_formats_round_trip():
     g = torch.Generator().manual_seed(4)
     for n in (1, 7, 8, 9, 1023):
         mask = torch.rand(n, generator=g) < 0.5
-        bits = pack_mask_ref(mask)
+        bits = pack_mask(mask)
         assert bits.shape == ((n + 7) // 8,) and bits.dtype == torch.uint8
-        assert torch.equal(unpack_mask_ref(bits, (n,)), mask)
-    assert pack_mask_ref(torch.tensor([True, False, False, True])).item() == 0b1001
+        assert torch.equal(unpack_mask(bits, (n,)), mask)
+    assert pack_mask(torch.tensor([True, False, False, True])).item() == 0b1001
     w = torch.tensor([0.0, 1e-6, 0.5 / 255, 0.3, 1.0])
-    q = quantize_saliency_ref(w)
+    q = quantize_saliency(w)
     assert q.tolist() == [0, 1, 1, 77, 255]  # nonzero weights stay nonzero
-    assert torch.allclose(dequantize_saliency_ref(q)[2:], w[2:], atol=0.5 / 255 + 1e-7)
+    assert torch.allclose(dequantize_saliency(q)[2:], w[2:], atol=0.5 / 255 + 1e-7)
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)

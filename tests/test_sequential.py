@@ -3,7 +3,6 @@ each method continuing from its own model."""
 import json
 
 import pytest
-import torch
 
 from wsscl_fast.sequential import compare_sequential, cumulative, sequential_requests
 

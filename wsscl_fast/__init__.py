@@ -2,7 +2,8 @@
 from .api import UnlearnResult, compare, unlearn
 from .config import BaselineConfig, CoUnConfig, NegGradPlusConfig, SCRUBConfig, TrainConfig, WSSCLConfig
 from .execution import Execution, Runtime
-from .ops import InfoNCELoss, infonce_loss
+from .losses import InfoNCELoss
+from .ops import infonce_loss
 from .optim import MaskedAdamW, MaskedSGD
 from .saliency import compute_saliency
 from .version import __version__

@@ -5,6 +5,10 @@ variable, then the device default. The device default is the first *available* b
 that implements the op, in the order triton (CUDA tensors, or CPU tensors when
 ``TRITON_INTERPRET=1``), cpp (CPU tensors, when the extension is built), torch.
 A forced backend that is unavailable, or that lacks the op, raises: it never falls back.
+
+Every op module (``wsscl_fast/ops/``) declares its implementations here once, with
+:func:`register`; :func:`resolve` picks one. Loaders are called only when chosen, so that
+triton and the C++ extension stay optional.
 """
 from __future__ import annotations
 
@@ -47,11 +51,22 @@ def _note(op: str, name: str) -> None:
             used[op] = sorted([*used[op], name])
 
 
-def cpp_extension():
-    """The loaded ``wsscl_fast._C`` module; raises with the build/import error otherwise."""
+def cpp_extension_loaded() -> bool:
+    """True when ``wsscl_fast._C`` imported, i.e. its ops are registered in ``torch.ops.wsscl_fast``."""
+    return _cpp_module is not None
+
+
+def cpp_ops():
+    """``torch.ops.wsscl_fast``, the ops the C++ extension registered (``csrc/registration.cpp``);
+    raises with the build/import error when the extension did not load."""
     if _cpp_module is None:
         raise RuntimeError(_cpp_error)
-    return _cpp_module
+    return torch.ops.wsscl_fast
+
+
+def triton_interpreted() -> bool:
+    """True when Triton runs kernels on the CPU through its interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _triton_status(device: torch.device) -> str | None:
@@ -60,7 +75,7 @@ def _triton_status(device: torch.device) -> str | None:
         return "the triton package is not installed"
     if device.type == "cuda":
         return None
-    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
+    if device.type == "cpu" and triton_interpreted():
         return None
     return f"triton needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors (got {device.type})"
 
@@ -92,12 +107,25 @@ def check_forced(backend: str | None, device: torch.device) -> str | None:
     return forced
 
 
-def resolve(op: str, device: torch.device, implementations: dict[str, Callable], backend: str | None = None):
-    """Return ``(name, implementation)`` for ``op`` on ``device``.
+_LOADERS: dict[str, dict[str, Callable[[], Callable]]] = {}  #: op -> backend -> loader of its function
 
-    ``implementations`` maps backend name to a zero-argument loader of the op's function,
-    for the backends that implement it.
-    """
+
+def register(op: str, backend: str, loader: Callable[[], Callable]) -> None:
+    """Declare that ``backend`` implements ``op``: ``loader()`` imports and returns the function."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _LOADERS.setdefault(op, {})[backend] = loader
+
+
+def implemented_by(op: str) -> tuple[str, ...]:
+    """The backends registered for ``op``, in order of preference."""
+    return tuple(name for name in BACKENDS if name in _LOADERS.get(op, {}))
+
+
+def resolve(op: str, device: torch.device, backend: str | None = None, exclude: tuple[str, ...] = ()):
+    """Return ``(name, function)`` of the registered implementation of ``op`` to run on ``device``.
+    ``exclude`` drops backends that cannot take these inputs (e.g. triton for float64)."""
+    implementations = {name: loader for name, loader in _LOADERS.get(op, {}).items() if name not in exclude}
     try:
         forced = check_forced(backend, device)
     except RuntimeError as exc:

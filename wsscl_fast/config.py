@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from .saliency_storage import STORAGES_BY_MODE
+
 
 @dataclass
 class _Common:
@@ -238,7 +240,7 @@ class WSSCLConfig(_Common):
     def __post_init__(self):
         super().__post_init__()
         self._require("finetune_schedule", lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'")
-        self._require("saliency_mode", lambda v: v in ("soft", "hard"), "'soft' or 'hard'")
+        self._require("saliency_mode", lambda v: v in STORAGES_BY_MODE, "'soft' or 'hard'")
         self._require("contrastive_negatives", lambda v: v in ("all", "other_classes"), "'all' or 'other_classes'")
         self._require("contrastive_schedule", lambda v: v in ("constant", "ramp", "decay"),
                       "'constant', 'ramp' or 'decay'")

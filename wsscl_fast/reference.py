@@ -12,16 +12,15 @@ import math
 import torch
 import torch.nn.functional as F
 
+# the storage formats (how a mask is packed, a weight quantised) are definitions, not numerics
+from .saliency_storage import keep_count, pack_mask, quantize_saliency
+
 __all__ = [
     "infonce_loss_ref",
     "masked_sgd_step_ref",
     "masked_adamw_step_ref",
     "saliency_threshold_ref",
     "saliency_from_scores_ref",
-    "pack_mask_ref",
-    "unpack_mask_ref",
-    "quantize_saliency_ref",
-    "dequantize_saliency_ref",
     "forgetting_loss_ref",
 ]
 
@@ -60,36 +59,6 @@ def infonce_loss_ref(
 
 def _as_weight(saliency: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return saliency.to(like.dtype)
-
-
-def pack_mask_ref(mask: torch.Tensor) -> torch.Tensor:
-    """Bit-pack a bool mask: (ceil(n / 8),) uint8, bit j of byte i = mask.flatten()[8 i + j]
-    (least significant bit first); the padding bits of the last byte are 0."""
-    flat = mask.reshape(-1).to(torch.uint8)
-    padded = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)]).reshape(-1, 8)
-    bit_values = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
-    return (padded * bit_values).sum(dim=1, dtype=torch.uint8)
-
-
-def unpack_mask_ref(bits: torch.Tensor, shape) -> torch.Tensor:
-    """Inverse of ``pack_mask_ref``: the bool mask of ``shape``."""
-    numel = math.prod(shape)
-    bit_positions = torch.arange(8, dtype=torch.uint8, device=bits.device)
-    unpacked = (bits.reshape(-1, 1) >> bit_positions) & 1  # (bytes, 8)
-    return unpacked.reshape(-1)[:numel].bool().reshape(shape)
-
-
-def quantize_saliency_ref(weights: torch.Tensor) -> torch.Tensor:
-    """Soft weights in [0, 1] to uint8: q = floor(255 w + 1/2), raised to 1 where w > 0,
-    so that quantisation keeps the set of frozen coordinates (w == 0 iff q == 0)."""
-    q = torch.floor(weights.float() * 255 + 0.5).clamp(0, 255)
-    q = torch.where(weights > 0, q.clamp(min=1), q)
-    return q.to(torch.uint8)
-
-
-def dequantize_saliency_ref(q: torch.Tensor) -> torch.Tensor:
-    """uint8 saliency back to float32 weights: w = q / 255."""
-    return q.float() / 255
 
 
 @torch.no_grad()
@@ -180,11 +149,6 @@ def masked_adamw_step_ref(
     stored.copy_(torch.where(active, stepped, param))
 
 
-def keep_count(num_scores: int, ratio: float) -> int:
-    """How many coordinates a fraction ``ratio`` of ``num_scores`` keeps (at least 1)."""
-    return min(num_scores, max(1, int(math.floor(ratio * num_scores + 0.5))))
-
-
 def saliency_threshold_ref(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     """Global threshold t such that the top ``ratio`` fraction of ``scores`` have g >= t.
 
@@ -203,8 +167,8 @@ def saliency_from_scores_ref(
 
     hard: m = 1[g >= t]  (bool).  soft: s = clamp(g / t, 0, 1)  (float32),
     where t is the global top-``ratio`` threshold over all coordinates of all tensors.
-    ``storage="bits"`` packs hard masks (``pack_mask_ref``); ``"uint8"`` quantises soft
-    weights (``quantize_saliency_ref``).
+    ``storage="bits"`` packs hard masks (``saliency_storage.pack_mask``); ``"uint8"`` quantises soft
+    weights (``saliency_storage.quantize_saliency``).
     """
     threshold = saliency_threshold_ref(torch.cat([s.reshape(-1).float() for s in scores]), ratio)
     out = []
@@ -216,9 +180,9 @@ def saliency_from_scores_ref(
             soft = torch.where(g >= threshold, torch.ones_like(g), g / threshold)
             out.append(soft.clamp(0, 1))
     if storage == "bits":
-        return [pack_mask_ref(m) for m in out]
+        return [pack_mask(m) for m in out]
     if storage == "uint8":
-        return [quantize_saliency_ref(w) for w in out]
+        return [quantize_saliency(w) for w in out]
     return out
 
 

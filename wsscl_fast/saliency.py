@@ -5,39 +5,19 @@ raw gradients accumulated, abs taken once at the end). t = global top-``ratio`` 
 hard: m = 1[g >= t];  soft: s = clamp(g / t, 0, 1).
 Storage: ``"dense"`` (bool masks, float32 weights), ``"bits"`` (hard masks packed 1 bit per
 coordinate) or ``"uint8"`` (soft weights quantised to q / 255); the masked optimizers take all
-three; every public function spells the keyword ``saliency_storage=``.
+three; every public function spells the keyword ``saliency_storage=``. The threshold and the
+emission are ``ops.saliency_select``'s.
 """
 from __future__ import annotations
-
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import backends, distributed
+from . import distributed
 from .data import as_loader
+from .ops.saliency_select import saliency_from_scores
 from .progress import step_bar
-from .reference import keep_count, saliency_from_scores_ref
-from .validation import check_finite, check_fraction
-
-_STORAGES = {"hard": ("dense", "bits"), "soft": ("dense", "uint8")}
-
-
-def _fused(backend: str):
-    """The fused saliency implementation of ``backend`` (imported lazily: triton and the C++
-    extension are optional), called with the keep count instead of the ratio."""
-    if backend == "triton":
-        from .kernels.saliency_select import saliency_from_scores_triton as select
-    else:
-        from .cpp_ops import saliency_from_scores_cpp as select
-
-    def run(scores, ratio, mode, storage):
-        return select(scores, keep_count(sum(s.numel() for s in scores), ratio), mode, storage)
-    return run
-
-
-_SALIENCY_IMPLEMENTATIONS = {"triton": lambda: _fused("triton"), "cpp": lambda: _fused("cpp"),
-                             "torch": lambda: saliency_from_scores_ref}
 
 
 def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool = False,
@@ -70,24 +50,6 @@ def forget_gradient_scores(model: nn.Module, forget, device=None, progress: bool
         model.train(was_training)
     distributed.all_reduce_mean_(sums)  # under torchrun every rank saw its shard: same mask everywhere
     return [s.abs_() for s in sums]
-
-
-def saliency_from_scores(scores: list[torch.Tensor], ratio: float = 0.5, mode: str = "soft",
-                         backend: str | None = None, saliency_storage: str = "dense") -> list[torch.Tensor]:
-    """Global top-``ratio`` threshold over all ``scores`` (radix select on the fused
-    backends), then hard masks or soft weights in ``saliency_storage`` form."""
-    check_fraction("ratio", ratio)
-    if mode not in _STORAGES:
-        raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
-    if saliency_storage not in _STORAGES[mode]:
-        raise ValueError(f"saliency_storage must be one of {_STORAGES[mode]} for mode={mode!r}, "
-                         f"got {saliency_storage!r}")
-    if not scores or sum(s.numel() for s in scores) == 0:
-        raise ValueError("scores is empty: the model has no parameters")
-    for i, s in enumerate(scores):
-        check_finite(f"scores[{i}]", s)
-    _, fn = backends.resolve("saliency", scores[0].device, _SALIENCY_IMPLEMENTATIONS, backend)
-    return fn(scores, ratio, mode, saliency_storage)
 
 
 def compute_saliency(model: nn.Module, forget, ratio: float = 0.5, mode: str = "soft", device=None,

@@ -31,7 +31,11 @@ def check_same(name: str, x: torch.Tensor, reference_name: str, reference: torch
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """No NaN or inf in ``x`` (one device sync)."""
+    """No NaN or inf in ``x`` (one device sync). Inside ``torch.compile`` the check becomes an
+    assertion in the graph (RuntimeError at run time), since a Python branch on data would break it."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(torch.isfinite(x).all(), f"{name} contains NaN or inf values")
+        return
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf values")
 

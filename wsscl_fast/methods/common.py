@@ -8,11 +8,6 @@ from ..data import augment_batch
 from ..optim import MaskedSGD
 
 
-def storage_for(mode: str) -> str:
-    """How the methods keep saliency: hard masks packed 1 bit per weight, soft weights in fp32."""
-    return "bits" if mode == "hard" else "dense"
-
-
 def make_sgd(model, config, lr: float, saliency=None, backend=None, storage: str = "dense") -> torch.optim.Optimizer:
     """Plain SGD, or saliency-masked SGD when ``saliency`` (in ``storage`` form) is given."""
     if saliency is None:

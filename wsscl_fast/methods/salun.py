@@ -1,7 +1,7 @@
 """SalUn: RL restricted to the top-gamma salient weights; the rest are frozen exactly."""
 from ..config import BaselineConfig
 from ..saliency import compute_saliency
-from .common import storage_for
+from ..saliency_storage import storage_for
 from .registry import register
 from .rl import random_label_unlearning
 

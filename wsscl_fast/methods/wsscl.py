@@ -21,8 +21,9 @@ from ..models import FeaturesAndLogits, find_head
 from ..ops import infonce_loss
 from ..saliency import compute_saliency
 from ..seeding import stream_generator
+from ..saliency_storage import storage_for
 from ..training import cycle, run_steps
-from .common import augmented, make_sgd, nt_xent, storage_for
+from .common import augmented, make_sgd, nt_xent
 from .registry import register
 
 
