@@ -1,4 +1,4 @@
-"""Where forget samples' features land (issue 23): for the original, Retrain, and WSS-CL with and
+"""Where forget samples' features land: for the original, Retrain, and WSS-CL with and
 without its contrastive term, on one reported seed of a tuned quality-bench cell.
 
 For each forget sample, with z the L2-normalised input of the final Linear and c_k the

@@ -65,7 +65,7 @@ def interleaved_median_times(fns: dict, rounds: int = 15, warmup: int = 2) -> di
 
 
 def wsscl_vs_best_baseline(rows: list[dict], methods) -> dict | None:
-    """Issue 23's bar, from per-seed ``rows``: WSS-CL's mean Avg. Gap is the lowest of all
+    """The bar WSS-CL is held to, from per-seed ``rows``: WSS-CL's mean Avg. Gap is the lowest of all
     unlearning ``methods`` and its mean RTE at most that of the best baseline (the one with the
     lowest mean gap); and, where the row ``wsscl [contrastive_weight=0]`` ran, whether the
     contrastive term lowers the mean gap. None unless WSS-CL and a baseline ran."""

@@ -1,4 +1,4 @@
-"""WSS-CL's readings of its contrastive term, each tuned like every method (issue 23).
+"""WSS-CL's readings of its contrastive term, each tuned like every method.
 
 For one quality-bench cell, on its tuning seeds only (never a reported seed), each reading gets
 the protocol of benchmarks/tuning.py: the same Optuna trials, the same cap in work and the same

@@ -400,7 +400,7 @@ def test_an_interrupted_runs_state_is_not_discarded_by_another_run(checkpoint, t
 
 
 def test_a_deletion_stays_deleted_across_requests(tmp_path, capsys):
-    """Issue 24's four commands: class 3, then class 5 with FT (which alone would relearn 3s from
+    """Four commands: class 3, then class 5 with FT (which alone would relearn 3s from
     a retain set that still held them); class 3 must stay forgotten."""
     base, u1, u2 = tmp_path / "b", tmp_path / "u1", tmp_path / "u2"
     assert main(["train", "--data", "digits", "--epochs", "1", "--out", str(base), "--quiet"]) == 0

@@ -1,4 +1,4 @@
-"""WSS-CL's optional readings of its contrastive term (issue 23): negatives restricted to other
+"""WSS-CL's optional readings of its contrastive term: negatives restricted to other
 classes, CoUn's retain-retain pairs beside the forget pairs, a lambda schedule, a projection head
 and a learned feature scale."""
 import math

@@ -1,8 +1,7 @@
 """Hyperparameters, as dataclasses with documented defaults.
 
-Choices marked "our reading" are where the WSS-CL abstract is silent (README, "Our reading
-of the paper"); each one is an option here, and the README records the evidence behind its
-default.
+Choices marked "our reading" are where the WSS-CL abstract is silent; docs/method.md ("Our
+choices where the abstract is silent") lists them and the evidence behind each default.
 """
 from __future__ import annotations
 
