@@ -1,8 +1,9 @@
-"""infonce_loss / InfoNCELoss: every backend against the reference, and the bad-input paths."""
+"""infonce_loss / InfoNCELoss: the fused backends against the reference, the torch backend's dispatch, and the
+bad-input paths. (The reference itself is tested against the naive formula in test_reference.py.)"""
 import pytest
 import torch
 
-from helpers import ALL_BACKENDS, TRITON_DEVICE, device_for
+from helpers import FUSED_BACKENDS, TRITON_DEVICE, device_for
 from wsscl_fast import InfoNCELoss, infonce_loss
 from wsscl_fast.reference import infonce_loss_ref
 
@@ -54,20 +55,20 @@ def _check_against_reference(backend, shape, dtype, tau, normalize, scale=1.0):
         assert_close_scaled(g.cpu(), e, dtype, f"d{name}")
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("shape", [(1, 1, 3), (37, 1001, 129), (5, 300, 2048), (64, 17, 8)])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_fp32_matches_reference_on_odd_shapes(backend, shape, normalize):
     _check_against_reference(backend, shape, torch.float32, 0.5, normalize)
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("tau", [0.05, 0.2, 1.0, 2.0])
 def test_temperatures(backend, tau):
     _check_against_reference(backend, (19, 77, 33), torch.float32, tau, True)
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_other_dtypes(backend, dtype):
     if backend == "triton" and dtype == torch.float64:
@@ -77,7 +78,7 @@ def test_other_dtypes(backend, dtype):
     _check_against_reference(backend, (13, 70, 24), dtype, 0.5, True)
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_large_norms_do_not_overflow(backend):
     # unnormalised features of norm ~1e3 at tau = 0.05: logits ~ 1e7, exp would overflow without the LSE shift
     inputs = _inputs(9, 40, 16, torch.float32, scale=300.0, device=device_for(backend))
@@ -87,7 +88,7 @@ def test_large_norms_do_not_overflow(backend):
     _check_against_reference(backend, (9, 40, 16), torch.float32, 0.05, False, scale=300.0)
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_non_contiguous_inputs(backend):
     g = torch.Generator().manual_seed(3)
     base = torch.randn(40, 64, generator=g).to(device_for(backend))
@@ -96,7 +97,7 @@ def test_non_contiguous_inputs(backend):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_gradient_only_for_some_inputs(backend):
     a, p, r = _inputs(4, 9, 6, torch.float32, device=device_for(backend))
     r = r.detach()
@@ -106,7 +107,18 @@ def test_gradient_only_for_some_inputs(backend):
     torch.testing.assert_close(ga, ea, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_torch_backend_is_the_reference(dtype):
+    """backend="torch" dispatches to the reference, unchanged: the same loss and gradients, bit for bit."""
+    inputs = _inputs(6, 11, 5, dtype)
+    twins = [x.detach().clone().requires_grad_(True) for x in inputs]
+    loss, expected = infonce_loss(*inputs, 0.3, backend="torch"), infonce_loss_ref(*twins, temperature=0.3)
+    assert torch.equal(loss, expected)
+    for g, e in zip(torch.autograd.grad(loss, inputs), torch.autograd.grad(expected, twins)):
+        assert torch.equal(g, e)
+
+
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_fused_double_backward_raises(backend):
     a, p, r = _inputs(3, 5, 4, torch.float32, device=device_for(backend))
     loss = infonce_loss(a, p, r, backend=backend)
