@@ -63,18 +63,18 @@ gate: $(STAMP)  # the full ahead-of-time compile sweep (sm_80 + sm_90, no GPU); 
 
 bench-quality: $(STAMP)  # every method tuned (8 trials each), 2 regimes x 2 scenarios, 3 reported seeds (hours on 2 cores)
 	for regime in generalise memorise; do for forget in random:0.1 class:0; do \
-	  $(PY) -m benchmarks.bench_quality_cpu --regime $$regime --forget $$forget --tune-trials 8 \
+	  $(PY) -m benchmarks.quality.bench_quality_cpu --regime $$regime --forget $$forget --tune-trials 8 \
 	    --variant wsscl:contrastive_weight=0 || exit 1; done; done
-	$(PY) -m benchmarks.summarize_quality
-	$(PY) -m benchmarks.export_presets
-	$(PY) -m benchmarks.update_readme
+	$(PY) -m benchmarks.publish.summarize_quality
+	$(PY) -m benchmarks.publish.export_presets
+	$(PY) -m benchmarks.publish.update_readme
 
 bench-cpu: $(STAMP)
-	$(PY) -m benchmarks.bench_infonce --cpu
-	$(PY) -m benchmarks.bench_masked_step --cpu
+	$(PY) -m benchmarks.kernels.bench_infonce --cpu
+	$(PY) -m benchmarks.kernels.bench_masked_step --cpu
 
 bench-unlearn: $(STAMP)  # ResNet-18 on CIFAR-10 end to end (GPU); ARGS=--smoke checks the script on a CPU
-	$(PY) -m benchmarks.bench_unlearn $(ARGS)
+	$(PY) -m benchmarks.kernels.bench_unlearn $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) build dist *.egg-info wsscl_fast/_C*.so

@@ -34,13 +34,13 @@ for stage in $STAGES; do
         tests/test_saliency_select.py tests/test_fast_path.py > "$OUT/pytest_cuda.log" 2>&1
       log "pytest rc=$?" ;;
     masked)
-      timeout 120 python3 -m benchmarks.bench_masked_step --out "$OUT" > "$OUT/bench_masked_step.log" 2>&1
+      timeout 120 python3 -m benchmarks.kernels.bench_masked_step --out "$OUT" > "$OUT/bench_masked_step.log" 2>&1
       log "bench_masked_step rc=$?" ;;
     infonce)
-      timeout 170 python3 -m benchmarks.bench_infonce --out "$OUT" > "$OUT/bench_infonce.log" 2>&1
+      timeout 170 python3 -m benchmarks.kernels.bench_infonce --out "$OUT" > "$OUT/bench_infonce.log" 2>&1
       log "bench_infonce rc=$?" ;;
     unlearn)
-      timeout 330 python3 -m benchmarks.bench_unlearn --out "$OUT" ${UNLEARN_ARGS:-} > "$OUT/bench_unlearn.log" 2>&1
+      timeout 330 python3 -m benchmarks.kernels.bench_unlearn --out "$OUT" ${UNLEARN_ARGS:-} > "$OUT/bench_unlearn.log" 2>&1
       log "bench_unlearn rc=$?" ;;
     *) log "unknown stage $stage" ;;
   esac

@@ -1,5 +1,5 @@
 """The one benchmark harness: timing (CUDA and CPU), environment capture, result writing, and
-the quality bench's verdict. Every script runs as ``python -m benchmarks.NAME`` from the repository root.
+the quality bench's verdict. Every script runs as ``python -m benchmarks.FOLDER.NAME`` from the repository root.
 
 - CUDA: :func:`cuda_time_ms`, Triton's ``do_bench`` (L2 flushed, median of repeated runs).
 - CPU: :func:`interleaved_median_times`, variants timed in alternating rounds.
@@ -8,7 +8,6 @@ the quality bench's verdict. Every script runs as ``python -m benchmarks.NAME`` 
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import platform
@@ -26,10 +25,9 @@ def environment(device: torch.device | None = None) -> dict:
     """Where, when and from which code version a result was measured: date, git commit (of the
     wsscl_fast checkout that ran, "+dirty" with uncommitted edits), device, thread count, versions."""
     from wsscl_fast.record import device_name, software_versions
-    from wsscl_fast.version import source_commit
+    from wsscl_fast.version import source_commit, utc_now
 
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "git_commit": source_commit() or "unknown", "device": device_name(device or "cpu"),
+    return {"date": utc_now(), "git_commit": source_commit() or "unknown", "device": device_name(device or "cpu"),
             "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
             **software_versions()}
 
@@ -97,22 +95,26 @@ def print_verdict(verdict: dict | None) -> None:
         print(line)
 
 
-def this_command() -> str:
-    """The command line of the running benchmark, as ``python -m benchmarks.NAME ARGS``."""
+def command_line(module: str | None = None, argv=None) -> str:
+    """The command a result records, ``python -m MODULE ARGS``: ``module`` is a script's
+    ``__spec__.name`` (default: the running ``-m`` module), ``argv`` the arguments its ``main``
+    was given (default: the process's)."""
+    import __main__
     import sys
 
-    return f"python -m benchmarks.{Path(sys.argv[0]).stem} {' '.join(sys.argv[1:])}".strip()
+    module = module or getattr(getattr(__main__, "__spec__", None), "name", None) or Path(sys.argv[0]).stem
+    return f"python -m {module} {' '.join(sys.argv[1:] if argv is None else argv)}".strip()
 
 
 def provenance(measured_with: dict, command: str | None = None) -> dict:
     """The stamp that Markdown and PNG results carry (the JSON carries ``environment`` whole):
     commit, date and device of an :func:`environment`, and the command."""
     return dict(commit=measured_with["git_commit"], date=measured_with["date"], device=measured_with["device"],
-                command=command or this_command())
+                command=command or command_line())
 
 
 def write_json(payload: dict, path: Path) -> None:
     """Write a result atomically, with the command that made it (unless the payload names one)."""
     from wsscl_fast.checkpoint import atomic_write_bytes
 
-    atomic_write_bytes(json.dumps({"command": this_command(), **payload}, indent=2, default=str).encode(), path)
+    atomic_write_bytes(json.dumps({"command": command_line(), **payload}, indent=2, default=str).encode(), path)

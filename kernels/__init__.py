@@ -9,3 +9,5 @@ Each op lives in its own module (kernel, launcher, autograd glue, maths in the d
 public function and its dispatch are in ``wsscl_fast/ops/<op>.py``. On the CPU they run under the
 Triton interpreter (``TRITON_INTERPRET=1``).
 """
+
+TARGET_ARCHS = (80, 90)  #: the GPUs the launch tables and the compile gate target: sm_80 (A100), sm_90 (H100/H200)

@@ -14,7 +14,6 @@ launch table as its launcher. Each compile runs in a fresh process environment w
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import multiprocessing
 import os
@@ -23,11 +22,13 @@ import sys
 import tempfile
 import time
 
+from . import TARGET_ARCHS
+
 KERNEL_MODULES = ("infonce", "masked_update", "saliency_select")
 _READY = "WSSCL_COMPILE_GATE_CHILD"
 
 
-def all_specs(quick: bool = False, archs=(80, 90)):
+def all_specs(quick: bool = False, archs=TARGET_ARCHS):
     """The compile specs of every kernel module, deduplicated (same binary, one compile)."""
     specs, seen = [], set()
     for name in KERNEL_MODULES:
@@ -78,7 +79,8 @@ def _child_environment(cache_dir: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="compile only the quick subset (sm_90, large D)")
-    parser.add_argument("--arch", type=int, nargs="+", default=[80, 90], choices=[80, 90], help="target archs")
+    parser.add_argument("--arch", type=int, nargs="+", default=list(TARGET_ARCHS), choices=TARGET_ARCHS,
+                        help="target archs")
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="parallel compiles")
     parser.add_argument("--out", help="also write the table as Markdown to this file")
     args = parser.parse_args(argv)
@@ -99,13 +101,11 @@ def main(argv=None) -> int:
     if args.out:
         from wsscl_fast.checkpoint import atomic_write_bytes
         from wsscl_fast.report import provenance_line
-        from wsscl_fast.version import __version__, source_commit
+        from wsscl_fast.version import provenance_stamp
 
-        stamp = dict(commit=source_commit() or f"wsscl_fast {__version__}",
-                     date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                     device=f"none (Triton {triton.__version__}, ptxas from the triton wheel)",
-                     command="python -m wsscl_fast.kernels.compile_gate "
-                             + " ".join(argv if argv is not None else sys.argv[1:]))
+        stamp = provenance_stamp(f"none (Triton {triton.__version__}, ptxas from the triton wheel)",
+                                 "python -m wsscl_fast.kernels.compile_gate "
+                                 + " ".join(argv if argv is not None else sys.argv[1:]))
         header = (f"# Ahead-of-time compile gate ({'quick subset' if args.quick else 'full sweep'})\n\n"
                   f"{provenance_line(stamp)}\n\n")
         atomic_write_bytes((header + table + "\n").encode(), args.out)

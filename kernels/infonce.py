@@ -54,6 +54,7 @@ import triton
 import triton.language as tl
 
 from ..backends import triton_interpreted as interpreted
+from . import TARGET_ARCHS
 
 FINISH_BLOCK_N, FINISH_BLOCK_D, FINISH_WARPS = 32, 64, 4  # the elementwise finishing kernel's tiles
 PARTIAL_BYTES = 32 << 20  # cap on the backward's fp32 (splits, N, D) partials
@@ -263,7 +264,7 @@ class Tiles:
     num_stages: int
 
 
-ARCHS = (80, 90)  # sm_80 (A100) and sm_90 (H100/H200); other GPUs use the nearest row below
+ARCHS = TARGET_ARCHS  # other GPUs use the nearest row below
 PRECISIONS = ("ieee", "tf32", "fp16", "bf16")
 FEATURE_BUCKETS = (16, 32, 64, 128)  # next power of two of D, clamped: D is tiled in a loop
 
@@ -318,86 +319,136 @@ def _split_count(row_blocks: int, neg_tiles: int, n: int, d: int, device: torch.
     return max(1, min(triton.cdiv(target, row_blocks), neg_tiles, MAX_SPLITS, by_memory))
 
 
-# ------------------------------------------------------------------------------------ autograd
+# ------------------------------------------------------------------ launchers, as registered ops
 def _rows_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(1) == 1 else x.contiguous()
 
 
-class InfoNCETriton(torch.autograd.Function):
-    """autograd glue: the forward saves the inputs and O(N + M) row statistics; the backward
-    recomputes its tiles. ``tiles`` (None: ``tiles_for`` the device) and ``splits`` (None:
-    chosen for the device; the number of programs that divide M) exist for tests."""
-
-    @staticmethod
-    def forward(ctx, anchors, positives, negatives, temperature: float, normalize: bool, tiles: Tiles | None = None,
-                splits: int | None = None):
-        a, p, r = (_rows_contiguous(x) for x in (anchors, positives, negatives))
-        n, d = a.shape
-        m = r.shape[0]
-        assert p.shape == (n, d) and r.shape[1] == d, f"shapes {tuple(a.shape)}, {tuple(p.shape)}, {tuple(r.shape)}"
-        assert a.dtype == p.dtype == r.dtype and a.device == p.device == r.device, "one dtype and device"
-        tiles = tiles or tiles_for(d, a.dtype, a.device)
-        precision = "ieee" if interpreted() else dot_precision(precision_of(a.dtype))
-        row_blocks, neg_tiles = triton.cdiv(n, tiles.block_n), triton.cdiv(m, tiles.block_m)
-        splits = min(splits or _split_count(row_blocks, neg_tiles, n, d, a.device), neg_tiles)
-        negatives_per_split = triton.cdiv(neg_tiles, splits) * tiles.block_m
-        splits = triton.cdiv(m, negatives_per_split)
-        stats = torch.empty((splits + 3, n), device=a.device, dtype=torch.float32)
-        partial_lse, (pos, inv_a, inv_p) = stats[:splits], stats[splits:]
-        inv_r = torch.empty(m, device=a.device, dtype=torch.float32)
-        _infonce_fwd_kernel[(row_blocks, splits)](
-            a, p, r, partial_lse, pos, inv_a, inv_p, inv_r, n, m, d, a.stride(0), p.stride(0), r.stride(0),
-            1.0 / temperature, negatives_per_split, NORMALIZE=normalize, PRECISION=precision,
-            BLOCK_N=tiles.block_n, BLOCK_M=tiles.block_m, BLOCK_K=tiles.block_k,
-            num_warps=tiles.num_warps, num_stages=tiles.num_stages,
-        )
-        lse = torch.logaddexp(pos, torch.logsumexp(partial_lse, dim=0))
-        ctx.save_for_backward(a, p, r, lse, pos, inv_a, inv_p, inv_r)
-        ctx.settings = (temperature, normalize, precision, tiles, splits, negatives_per_split)
-        return ((lse - pos).sum() / n).to(anchors.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        if torch.is_grad_enabled():
-            raise RuntimeError("infonce_loss on the triton backend is not twice differentiable "
-                               "(create_graph=True); use backend='torch' for double backward")
-        a, p, r, lse, pos, inv_a, inv_p, inv_r = ctx.saved_tensors
-        temperature, normalize, precision, tiles, splits, negatives_per_split = ctx.settings
-        n, d = a.shape
-        m = r.shape[0]
-        inv_tau = 1.0 / temperature
-        grad_out = grad_output.float().reshape(1)
-        chunks = triton.cdiv(d, tiles.block_do)
-        blocks = dict(BLOCK_N=tiles.block_n, BLOCK_M=tiles.block_m, BLOCK_K=tiles.block_k, BLOCK_DO=tiles.block_do)
-        launch = dict(num_warps=tiles.num_warps, num_stages=tiles.num_stages)
-        partial_w = torch.empty((splits, n, d), device=a.device, dtype=torch.float32)
-        partial_proj = torch.empty((splits, n), device=a.device, dtype=torch.float32)
-        row_blocks = triton.cdiv(n, tiles.block_n)
-        _infonce_bwd_anchor_kernel[(row_blocks, chunks, splits)](
-            a, r, lse, inv_a, inv_r, partial_w, partial_proj, n, m, d, a.stride(0), r.stride(0), inv_tau,
-            negatives_per_split, PRECISION=precision, **blocks, **launch,
-        )
-        grad_a, grad_p = (torch.empty((n, d), device=a.device, dtype=a.dtype) for _ in range(2))
-        finish_grid = (triton.cdiv(n, FINISH_BLOCK_N), triton.cdiv(d, FINISH_BLOCK_D))
-        _infonce_bwd_anchor_finish_kernel[finish_grid](
-            a, p, partial_w, partial_proj, lse, pos, inv_a, inv_p, grad_out, grad_a, grad_p, n, d,
-            a.stride(0), p.stride(0), inv_tau, splits, NORMALIZE=normalize, BLOCK_N=FINISH_BLOCK_N,
-            BLOCK_DO=FINISH_BLOCK_D, num_warps=FINISH_WARPS,
-        )
-        grad_r = torch.empty((m, d), device=a.device, dtype=a.dtype)
-        _infonce_bwd_negative_kernel[(triton.cdiv(m, tiles.block_m), chunks)](
-            a, r, lse, inv_a, inv_r, grad_out, grad_r, n, m, d, a.stride(0), r.stride(0), inv_tau,
-            NORMALIZE=normalize, PRECISION=precision, **blocks, **launch,
-        )
-        return grad_a, grad_p, grad_r, None, None, None, None
+@dataclass(frozen=True)
+class _Plan:
+    tiles: Tiles
+    precision: str  # tl.dot's input_precision
+    splits: int  # programs that divide M
+    negatives_per_split: int
 
 
-def infonce_loss_triton(anchors, positives, negatives, temperature: float, normalize: bool) -> torch.Tensor:
+def _plan(a: torch.Tensor, m: int, tiles: list[int], splits: int) -> _Plan:
+    """The launch of inputs like ``a`` against M negatives; ``tiles`` (the six fields of a
+    :class:`Tiles`) and ``splits`` > 0 override the device's choice (tests use them). The forward
+    and the backward compute the same plan from the same arguments."""
+    n, d = a.shape
+    chosen = Tiles(*tiles) if tiles else tiles_for(d, a.dtype, a.device)
+    precision = "ieee" if interpreted() else dot_precision(precision_of(a.dtype))
+    row_blocks, neg_tiles = triton.cdiv(n, chosen.block_n), triton.cdiv(m, chosen.block_m)
+    wanted = min(splits or _split_count(row_blocks, neg_tiles, n, d, a.device), neg_tiles)
+    negatives_per_split = triton.cdiv(neg_tiles, wanted) * chosen.block_m
+    return _Plan(chosen, precision, triton.cdiv(m, negatives_per_split), negatives_per_split)
+
+
+@torch.library.custom_op("wsscl_fast::infonce_triton_fwd", mutates_args=())
+def infonce_triton_fwd(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, temperature: float,
+                       normalize: bool, tiles: list[int], splits: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                torch.Tensor, torch.Tensor,
+                                                                                torch.Tensor, torch.Tensor]:
+    """(mean loss in fp32, lse, s_ii / tau, 1/|A_i|, 1/|P_i|, 1/|R_j|): the loss and the O(N + M)
+    row statistics the backward needs; never the N x M matrix."""
+    a, p, r = (_rows_contiguous(x) for x in (anchors, positives, negatives))
+    n, d = a.shape
+    m = r.shape[0]
+    assert p.shape == (n, d) and r.shape[1] == d, f"shapes {tuple(a.shape)}, {tuple(p.shape)}, {tuple(r.shape)}"
+    assert a.dtype == p.dtype == r.dtype and a.device == p.device == r.device, "one dtype and device"
+    plan = _plan(a, m, tiles, splits)
+    stats = torch.empty((plan.splits + 3, n), device=a.device, dtype=torch.float32)
+    partial_lse, (pos, inv_a, inv_p) = stats[:plan.splits], stats[plan.splits:]
+    inv_r = torch.empty(m, device=a.device, dtype=torch.float32)
+    _infonce_fwd_kernel[(triton.cdiv(n, plan.tiles.block_n), plan.splits)](
+        a, p, r, partial_lse, pos, inv_a, inv_p, inv_r, n, m, d, a.stride(0), p.stride(0), r.stride(0),
+        1.0 / temperature, plan.negatives_per_split, NORMALIZE=normalize, PRECISION=plan.precision,
+        BLOCK_N=plan.tiles.block_n, BLOCK_M=plan.tiles.block_m, BLOCK_K=plan.tiles.block_k,
+        num_warps=plan.tiles.num_warps, num_stages=plan.tiles.num_stages,
+    )
+    lse = torch.logaddexp(pos, torch.logsumexp(partial_lse, dim=0))
+    return (lse - pos).sum() / n, lse, pos.clone(), inv_a.clone(), inv_p.clone(), inv_r
+
+
+@infonce_triton_fwd.register_fake
+def _(anchors, positives, negatives, temperature, normalize, tiles, splits):
+    n, m = anchors.shape[0], negatives.shape[0]
+    rows = [anchors.new_empty((n,), dtype=torch.float32) for _ in range(4)]
+    return anchors.new_empty((), dtype=torch.float32), *rows, anchors.new_empty((m,), dtype=torch.float32)
+
+
+@torch.library.custom_op("wsscl_fast::infonce_triton_bwd", mutates_args=())
+def infonce_triton_bwd(grad_loss: torch.Tensor, anchors: torch.Tensor, positives: torch.Tensor,
+                       negatives: torch.Tensor, lse: torch.Tensor, pos: torch.Tensor, inv_a: torch.Tensor,
+                       inv_p: torch.Tensor, inv_r: torch.Tensor, temperature: float, normalize: bool, tiles: list[int],
+                       splits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dA, dP, dR) of ``grad_loss`` times the mean loss, from the forward's row statistics: the
+    tiles of the logits are recomputed, in the forward's plan."""
+    a, p, r = (_rows_contiguous(x) for x in (anchors, positives, negatives))
+    n, d = a.shape
+    m = r.shape[0]
+    plan = _plan(a, m, tiles, splits)
+    tiles_, inv_tau = plan.tiles, 1.0 / temperature
+    grad_out = grad_loss.float().reshape(1)
+    chunks = triton.cdiv(d, tiles_.block_do)
+    blocks = dict(BLOCK_N=tiles_.block_n, BLOCK_M=tiles_.block_m, BLOCK_K=tiles_.block_k, BLOCK_DO=tiles_.block_do)
+    launch = dict(num_warps=tiles_.num_warps, num_stages=tiles_.num_stages)
+    partial_w = torch.empty((plan.splits, n, d), device=a.device, dtype=torch.float32)
+    partial_proj = torch.empty((plan.splits, n), device=a.device, dtype=torch.float32)
+    _infonce_bwd_anchor_kernel[(triton.cdiv(n, tiles_.block_n), chunks, plan.splits)](
+        a, r, lse, inv_a, inv_r, partial_w, partial_proj, n, m, d, a.stride(0), r.stride(0), inv_tau,
+        plan.negatives_per_split, PRECISION=plan.precision, **blocks, **launch,
+    )
+    grad_a, grad_p = (torch.empty((n, d), device=a.device, dtype=a.dtype) for _ in range(2))
+    finish_grid = (triton.cdiv(n, FINISH_BLOCK_N), triton.cdiv(d, FINISH_BLOCK_D))
+    _infonce_bwd_anchor_finish_kernel[finish_grid](
+        a, p, partial_w, partial_proj, lse, pos, inv_a, inv_p, grad_out, grad_a, grad_p, n, d,
+        a.stride(0), p.stride(0), inv_tau, plan.splits, NORMALIZE=normalize, BLOCK_N=FINISH_BLOCK_N,
+        BLOCK_DO=FINISH_BLOCK_D, num_warps=FINISH_WARPS,
+    )
+    grad_r = torch.empty((m, d), device=a.device, dtype=a.dtype)
+    _infonce_bwd_negative_kernel[(triton.cdiv(m, tiles_.block_m), chunks)](
+        a, r, lse, inv_a, inv_r, grad_out, grad_r, n, m, d, a.stride(0), r.stride(0), inv_tau,
+        NORMALIZE=normalize, PRECISION=plan.precision, **blocks, **launch,
+    )
+    return grad_a, grad_p, grad_r
+
+
+@infonce_triton_bwd.register_fake
+def _(grad_loss, anchors, positives, negatives, lse, pos, inv_a, inv_p, inv_r, temperature, normalize, tiles, splits):
+    return (anchors.new_empty(anchors.shape), positives.new_empty(positives.shape),
+            negatives.new_empty(negatives.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    anchors, positives, negatives, temperature, normalize, tiles, splits = inputs
+    ctx.save_for_backward(anchors, positives, negatives, *output[1:])
+    ctx.settings = (temperature, normalize, tiles, splits)
+
+
+def _backward(ctx, grad_loss, *_unused_grad_statistics):
+    if torch.is_grad_enabled():
+        raise RuntimeError("infonce_loss on the triton backend is not twice differentiable "
+                           "(create_graph=True); use backend='torch' for double backward")
+    grads = infonce_triton_bwd(grad_loss, *ctx.saved_tensors, *ctx.settings)
+    return (*grads, None, None, None, None)
+
+
+infonce_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def infonce_loss_triton(anchors, positives, negatives, temperature: float, normalize: bool, tiles: Tiles | None = None,
+                        splits: int = 0) -> torch.Tensor:
+    """The mean loss in the inputs' dtype, through the registered ops (``tiles``/``splits``: tests)."""
+    tile_fields = [getattr(tiles, f) for f in Tiles.__dataclass_fields__] if tiles else []
     if anchors.dtype == torch.bfloat16 and interpreted():
         # the interpreter has no bfloat16 arithmetic: run it in fp32 (GPUs run bf16 natively)
-        return InfoNCETriton.apply(anchors.float(), positives.float(), negatives.float(), temperature,
-                                   normalize).to(torch.bfloat16)
-    return InfoNCETriton.apply(anchors, positives, negatives, temperature, normalize)
+        anchors, positives, negatives = anchors.float(), positives.float(), negatives.float()
+        return infonce_triton_fwd(anchors, positives, negatives, temperature, normalize, tile_fields,
+                                  splits)[0].to(torch.bfloat16)
+    loss = infonce_triton_fwd(anchors, positives, negatives, temperature, normalize, tile_fields, splits)[0]
+    return loss.to(anchors.dtype)
 
 
 # ------------------------------------------------------------------- ahead-of-time compile specs

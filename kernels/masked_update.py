@@ -25,6 +25,7 @@ import triton.language as tl
 
 from ..precision import compute_dtype
 from ..backends import triton_interpreted as interpreted
+from . import TARGET_ARCHS
 from .multi_tensor import chunk_of, chunk_table, contiguous, to_device
 
 DENSE_SALIENCY_KINDS = {torch.bool: "bool", torch.float32: "float32", torch.bfloat16: "bfloat16"}
@@ -295,7 +296,7 @@ def compile_specs():
     from .aot import CompileSpec, kernel_types
 
     specs = []
-    for arch, saliency, param, aligned in itertools.product((80, 90), SALIENCY_KINDS, PARAM_KINDS.values(),
+    for arch, saliency, param, aligned in itertools.product(TARGET_ARCHS, SALIENCY_KINDS, PARAM_KINDS.values(),
                                                             (True, False)):
         common = dict(SALIENCY=saliency, PARAM=param, ALIGNED=aligned, BLOCK=GPU_LAUNCH.block)
         name = f"{saliency} saliency, {param}{'' if aligned else ', unaligned'}"

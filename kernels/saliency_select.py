@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from ..backends import triton_interpreted as interpreted
+from . import TARGET_ARCHS
 from .multi_tensor import chunk_of, chunk_table, contiguous
 
 DIGIT_BITS = 8
@@ -148,7 +149,7 @@ def compile_specs():
     from .aot import CompileSpec, kernel_types
 
     specs = []
-    for arch in (80, 90):
+    for arch in TARGET_ARCHS:
         types, divisible = kernel_types(_radix_histogram_kernel, element="fp32")
         for shift in range(32 - DIGIT_BITS, -1, -DIGIT_BITS):
             specs.append(CompileSpec(_radix_histogram_kernel, f"radix histogram, shift {shift}", types,

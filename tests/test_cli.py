@@ -350,7 +350,7 @@ def test_unreadable_inputs_get_one_line_errors_and_verify_its_own_exit_code(chec
 
 def test_compare_trains_retrain_with_the_checkpoints_recipe(checkpoint, tmp_path):
     from wsscl_fast.checkpoint import load_checkpoint
-    from wsscl_fast.cli import checkpoint_recipe
+    from wsscl_fast.recipes import checkpoint_recipe
     from wsscl_fast.data import load_digits_bundle
     blob = load_checkpoint(str(checkpoint))
     recipe = checkpoint_recipe(load_digits_bundle(), blob)

@@ -1,7 +1,7 @@
 """The instrument's cross-fitted KLoM, floor and paired verdicts on synthetic margins."""
 import torch
 
-from benchmarks.instrument import SPLITS, cross_klom, paired_difference, score_floor
+from benchmarks.quality.instrument import SPLITS, cross_klom, paired_difference, score_floor
 
 SIZES = {"forget": 30, "retain": 50, "validation": 40}
 

@@ -8,6 +8,7 @@ from wsscl_fast.methods import METHODS, UNLEARNING_METHODS
 from wsscl_fast.recipes import TUNED_PRESETS, recipe_for, tuned_configs
 
 
+@pytest.mark.committed
 def test_every_tuned_cell_gives_every_method_a_valid_config():
     presets = json.loads(TUNED_PRESETS.read_text())["presets"]
     assert presets, "no tuned presets committed"

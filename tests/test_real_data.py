@@ -1,6 +1,6 @@
 """Real CIFAR-10 (../shared/data/cifar10) through the whole pipeline on the CPU: zip decoding and
 the uint8 cache, training, Retrain, FT / RL / SalUn / WSS-CL, the report and the timing and
-throughput sections of benchmarks/bench_unlearn.py (its --smoke mode, a tiny CNN)."""
+throughput sections of benchmarks/kernels/bench_unlearn.py (its --smoke mode, a tiny CNN)."""
 import json
 import math
 
@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 
 
 def test_bench_unlearn_smoke_on_real_cifar10(cifar10_root, tmp_path, monkeypatch):
-    from benchmarks import bench_unlearn
+    from benchmarks.kernels import bench_unlearn
 
     monkeypatch.setenv("WSSCL_CACHE", str(tmp_path / "cache"))
     args = ["--smoke", "--data-root", str(cifar10_root), "--train-size", "2000", "--test-size", "500",

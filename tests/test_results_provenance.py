@@ -34,6 +34,7 @@ def _png_stamp(path: Path) -> dict:
         return json.loads(image.text["Provenance"])
 
 
+@pytest.mark.committed
 @pytest.mark.skipif(not FILES, reason="no benchmarks/results in this tree (an installed-package run)")
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_every_result_file_names_its_commit_date_device_and_command(path):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmarks.tuning import TuningSeed, score_config, split_validation, validation_metrics
+from benchmarks.quality.tuning import TuningSeed, score_config, split_validation, validation_metrics
 from wsscl_fast import Runtime, unlearn
 from wsscl_fast.data import make_scenario
 from wsscl_fast.metrics import avg_gap

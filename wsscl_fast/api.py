@@ -7,13 +7,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
 from . import backends, distributed
 from .audit import Audit, as_audit, run_audit
 from .config import TrainConfig
 from .execution import Runtime
-from .data import dataset_labels, make_loader, subset_without
+from .data import check_disjoint, retain_without
+from .inputs import check_inputs, check_labels, check_model, training_loader
 from .methods import UNLEARNING_METHODS, MethodContext, get_method
 from .metrics import avg_gap, evaluate_unlearning
 from .models import num_outputs
@@ -34,100 +34,6 @@ class UnlearnResult:
     metrics: dict | None = None  #: UA, RA, TA, MIA (and forgotten_class_TA), when test data is given
     info: dict = field(default_factory=dict)
     audit: dict | None = None  #: relearning, linear-probe and membership results, with ``audit=`` (audit.py)
-
-
-def _loader(name: str, data, batch_size: int, seed: int, device):
-    try:
-        return make_loader(data, batch_size, shuffle=True, seed=seed, device=device)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{name}: {exc}") from None
-
-
-def _subset_rows(data):
-    """(the base dataset, the row indices into it) of a Dataset, DataLoader or nested Subset."""
-    data = getattr(data, "dataset", data) if isinstance(data, DataLoader) else data
-    rows = None
-    while isinstance(data, Subset):
-        indices = torch.as_tensor(list(data.indices), dtype=torch.int64)
-        rows = indices if rows is None else indices[rows]
-        data = data.dataset
-    return data, rows
-
-
-def _without_earlier(retain, already_forgotten):
-    """``retain`` without the samples of earlier requests: ``already_forgotten`` is a Subset of
-    the same base dataset (e.g. an earlier scenario's forget set) or row indices into it."""
-    if isinstance(retain, DataLoader):
-        raise TypeError("retain must be a Dataset (not a DataLoader) when already_forgotten is given")
-    base, rows = _subset_rows(retain)
-    rows = torch.arange(len(base)) if rows is None else rows
-    if isinstance(already_forgotten, (Subset, DataLoader)):
-        earlier_base, earlier = _subset_rows(already_forgotten)
-        if earlier_base is not base or earlier is None:
-            raise ValueError("already_forgotten must be a Subset of the same dataset as retain, or row indices into it")
-    else:
-        earlier = list(already_forgotten)
-    return subset_without(Subset(base, rows.tolist()), earlier)
-
-
-def _check_disjoint(forget, retain) -> None:
-    """``forget`` and ``retain`` must not share samples (checked where both index one dataset)."""
-    forget_base, forget_rows = _subset_rows(forget)
-    retain_base, retain_rows = _subset_rows(retain)
-    if forget_base is not retain_base:
-        return
-    if forget_rows is None or retain_rows is None:
-        raise ValueError("forget and retain are the same dataset; pass disjoint subsets of it")
-    shared = torch.isin(forget_rows, retain_rows).sum().item()
-    if shared:
-        raise ValueError(f"forget and retain share {shared} sample(s); a sample is either forgotten or retained")
-
-
-def _check_model(model: nn.Module) -> None:
-    """A model unlearn() can train: some trainable parameters, all of them fp32."""
-    params = list(model.parameters())
-    if not any(p.requires_grad for p in params):
-        raise ValueError("model has no trainable parameters (every requires_grad is False); unfreeze the layers "
-                         "that unlearning may change")
-    dtypes = sorted({str(p.dtype) for p in params if p.dtype != torch.float32})
-    if dtypes:
-        raise TypeError(f"model parameters must be float32, got {dtypes}; unlearn() keeps fp32 weights and runs "
-                        "bf16 through autocast (Execution.fast()), so pass model.float()")
-
-
-def _check_labels(name: str, loader, num_classes: int) -> None:
-    """Labels must be integer class indices within the model's ``num_classes`` outputs."""
-    label = loader.dataset[0][1]
-    if (isinstance(label, torch.Tensor) and label.is_floating_point()) or isinstance(label, float):
-        raise TypeError(f"{name}: labels must be integer class indices, got {label!r}")
-    labels = dataset_labels(loader.dataset)
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if bad.numel():
-        raise ValueError(f"{name}: labels must lie in [0, {num_classes}) (the model's outputs), got "
-                         f"{bad[:5].tolist()}")
-
-
-AUGMENTATION_FIELDS = ("aug_pad", "aug_flip", "view_pad", "view_flip")  #: config fields that crop or flip inputs
-
-
-def _check_inputs(name: str, loader, method: str, config) -> None:
-    """Inputs must be float tensors, and images (C, H, W) per sample whenever the config crops
-    or flips them; refused by name before any work."""
-    sample = loader.dataset[0][0]
-    try:
-        x = torch.as_tensor(sample)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"{name}: samples must be (image, label) pairs of tensors or arrays, got a "
-                        f"{type(sample).__name__} input") from None
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: inputs must be float tensors (normalised images), got {x.dtype}; convert integer "
-                        "images first, e.g. x.float() / 255 followed by your normalisation")
-    augmenting = [f for f in AUGMENTATION_FIELDS if getattr(config, f, 0)]
-    if x.dim() != 3 and augmenting:
-        raise ValueError(f"{name}: {method} crops and flips its inputs ({', '.join(augmenting)} set), which needs "
-                         f"images of shape (C, H, W) per sample, batches (N, C, H, W); got samples of shape "
-                         f"{tuple(x.shape)}. For other inputs switch augmentation off: "
-                         f"{', '.join(f'{f}=0' for f in augmenting)}")
 
 
 def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None, *, holdout=None,
@@ -174,22 +80,22 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     if not isinstance(config, spec.config_class):
         raise TypeError(f"method {method!r} takes a {spec.config_class.__name__}, got {type(config).__name__}")
     if already_forgotten is not None:
-        retain = _without_earlier(retain, already_forgotten)
-    _check_disjoint(forget, retain)
+        retain = retain_without(retain, already_forgotten)
+    check_disjoint(forget, retain)
     runtime = (runtime or Runtime()).resolved(model)
     device, execution, run_state = runtime.device, runtime.execution, runtime.run_state
     batches_on = device if execution.device_data else None
-    forget_loader = _loader("forget", forget, config.batch_size, stream_seed(seed, "forget_loader"), batches_on)
-    retain_loader = _loader("retain", retain, config.batch_size, stream_seed(seed, "retain_loader"), batches_on)
+    forget_loader = training_loader("forget", forget, config.batch_size, stream_seed(seed, "forget_loader"), batches_on)
+    retain_loader = training_loader("retain", retain, config.batch_size, stream_seed(seed, "retain_loader"), batches_on)
 
-    _check_model(model)
+    check_model(model)
     for name, loader in (("forget", forget_loader), ("retain", retain_loader)):
-        _check_inputs(name, loader, method, config)
+        check_inputs(name, loader, method, config)
     target = model if inplace else copy.deepcopy(model)
     execution.prepare_model(target.to(device))
     num_classes = num_outputs(target, torch.as_tensor(forget_loader.dataset[0][0])[None].to(device))
     for name, loader in (("forget", forget_loader), ("retain", retain_loader)):
-        _check_labels(name, loader, num_classes)
+        check_labels(name, loader, num_classes)
     ctx = MethodContext(runtime, seed=seed, holdout=holdout)
     ctx.info["execution"] = execution.to_dict()
     if run_state is not None:

@@ -41,6 +41,20 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def prepare_output_dir(path, outputs, *, force: bool = False, resume: bool = False) -> Path:
+    """Check an output directory before any long work: writable, none of ``outputs`` there, and no
+    interrupted run's state (``run_state.pt``, unless this run resumes it), all unless ``force``."""
+    out = ensure_writable_dir(path)
+    existing = [name for name in outputs if (out / name).exists()]
+    if existing and not force:
+        raise FileExistsError(f"{out} already holds {', '.join(existing)} from an earlier run; "
+                              f"choose another --out or pass --force to overwrite")
+    if (out / "run_state.pt").exists() and not resume and not force:
+        raise FileExistsError(f"{out} holds run_state.pt, the checkpoint of an interrupted run; continue it with "
+                              f"--resume, choose another --out, or pass --force to discard it")
+    return out
+
+
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically."""
     import io
@@ -72,3 +86,8 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> dict:
         raise ValueError(f"{path} is not a wsscl_fast model checkpoint (expected a dict with 'arch' and 'state_dict', "
                          f"or a bare state_dict with --arch)")
     return blob
+
+
+def save_model(model, meta: dict, path: Path) -> None:
+    """``meta`` and the model's state dict (on the CPU), written atomically to ``path``."""
+    atomic_save({**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)

@@ -11,7 +11,7 @@ The fast path changes how a step runs, never what it computes (up to bf16 roundi
   so epochs do not recompile).
 
 The default on CUDA is device data + bf16 autocast; ``channels_last`` and ``compile`` are
-opt-in until a GPU measurement shows they pay (``benchmarks/bench_unlearn.py`` times each).
+opt-in until a GPU measurement shows they pay (``benchmarks/kernels/bench_unlearn.py`` times each).
 On the CPU the default is the reference path.
 """
 from __future__ import annotations
@@ -42,6 +42,18 @@ class Execution:
     @classmethod
     def default_for(cls, device: torch.device) -> "Execution":
         return cls.fast() if torch.device(device).type == "cuda" else cls.reference()
+
+    @classmethod
+    def from_choice(cls, choice: str, device, channels_last: bool = False, compile: bool = False) -> "Execution":
+        """``choice``: "reference", "fast" or "auto" (the device's default, unless a fast-path
+        switch is on); the switches belong to the fast path and are refused with "reference"."""
+        if choice == "reference":
+            if channels_last or compile:
+                raise ValueError("--channels-last and --compile belong to the fast path, not --execution reference")
+            return cls.reference()
+        if choice == "auto" and not (channels_last or compile):
+            return cls.default_for(torch.device(device))
+        return cls.fast(channels_last=channels_last, compile=compile)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -132,3 +132,21 @@ def _parse_like(raw: str, example):
         return float(raw)
     except ValueError:
         return raw
+
+
+def checkpoint_recipe(bundle, blob: dict):
+    """The recipe of a checkpoint: its architecture, and the training recipe it was trained
+    with (so that Retrain is like-for-like), when the checkpoint records one."""
+    train = TrainConfig.from_dict(blob["train_config"]) if blob.get("train_config") else None
+    return recipe_for(bundle, blob["arch"], train=train)
+
+
+def model_from_checkpoint(blob: dict, bundle, path: str):
+    """The model a loaded checkpoint ``blob`` (read from ``path``) describes, for ``bundle``."""
+    model = checkpoint_recipe(bundle, blob).build_model(bundle)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not match a {blob['arch']} for {bundle.name} "
+                         f"({bundle.num_classes} classes): {str(exc).splitlines()[0]}") from None
+    return model

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
+from .data import forgotten_scenario, make_scenario, without
+from .ledger import Ledger
 
 RECORD_VERSION = 2  # 2: "backends" ({op: [backend that ran it]}) replaces "backend"
 
@@ -64,9 +66,12 @@ def software_versions() -> dict:
 
 
 def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
-                 scenario: str | None = None, retrain_metrics: dict | None = None) -> dict:
+                 scenario: str | None = None, retrain_metrics: dict | None = None,
+                 ledger: Ledger | None = None, every_forgotten=None) -> dict:
     """The record of one unlearning run (``result`` is an :class:`~wsscl_fast.api.UnlearnResult`;
-    ``original_digest`` is :func:`weights_digest` of the original state dict)."""
+    ``original_digest`` is :func:`weights_digest` of the original state dict). With ``ledger``
+    (the original's) and ``every_forgotten`` (the rows forgotten by it and this request), the
+    record names the record before it and digests everything forgotten so far."""
     from .metrics import avg_gap
 
     ids = torch.as_tensor(forget_ids, dtype=torch.int64)
@@ -83,6 +88,10 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
     )
     if retrain_metrics is not None and result.metrics is not None:
         record["retrain"] = dict(metrics=retrain_metrics, avg_gap=avg_gap(result.metrics, retrain_metrics))
+    if ledger is not None:
+        every = torch.as_tensor(every_forgotten, dtype=torch.int64)
+        record["ledger"] = dict(previous_record_sha256=ledger.previous_record, request=len(ledger.records) + 1,
+                                forgotten_count=int(every.numel()), forgotten_ids_sha256=ids_digest(every))
     return record
 
 
@@ -157,3 +166,58 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
     if actual == record.get("original_weights_sha256"):
         return False, f"{model_path} holds the ORIGINAL weights, not the unlearned ones ({actual})"
     return False, f"{model_path} does not match {record_path}: weights SHA-256 {actual}, record says {expected}"
+
+
+def check_retrain(retrain: dict, original: dict, bundle, forget_ids, path: str) -> None:
+    """Refuse a --retrain that cannot be one: the original's own weights, or a model whose
+    metadata says it trained on some of the forget samples (a `train` output saw every training
+    sample; an `unlearn --method retrain` output saw all but its own forget set)."""
+    if weights_digest(retrain["state_dict"]) == weights_digest(original["state_dict"]):
+        raise ValueError(f"--retrain {path} holds the original model's weights; a Retrain is trained without the "
+                         "forget set (make one with `unlearn --method retrain`)")
+    if "data" not in retrain:  # a bare state_dict says nothing about what it trained on
+        return
+    if retrain.get("unlearned_by") != "retrain":
+        how = f"unlearned by {retrain['unlearned_by']}" if retrain.get("unlearned_by") else "trained on every sample"
+        raise ValueError(f"--retrain {path} is not a Retrain: its metadata says it was {how}, so it saw the forget "
+                         "set; make one with `unlearn --method retrain`")
+    removed = (Ledger.of_checkpoint(retrain).rows(bundle.train.names) if retrain.get("ledger") else
+               make_scenario(bundle, retrain["forget"], seed=retrain.get("forget_seed", 0)).forget_indices)
+    seen = sorted(set(forget_ids.tolist()) - set(removed.tolist()))
+    if seen:
+        raise ValueError(f"--retrain {path} was retrained without {retrain['forget']}, so it trained on {len(seen)} "
+                         f"of the {len(forget_ids)} samples forgotten so far (e.g. ids {seen[:5]})")
+
+
+def _stored_scenario(blob: dict, record_path) -> tuple[str | None, int | None]:
+    """(forget spec, seed) that a record (when given) or else an unlearned checkpoint names."""
+    if record_path:
+        record = json.loads(Path(record_path).read_text())
+        if record.get("forget_set", {}).get("scenario") is None:
+            raise ValueError(f"{record_path} names no forget scenario; pass --forget")
+        return record["forget_set"]["scenario"], record.get("seed")
+    return blob.get("forget"), blob.get("forget_seed")
+
+
+def evaluation_scenario(bundle, blob: dict, forget: str | None, seed: int | None, record_path=None):
+    """(scenario, description) that ``evaluate`` measures a checkpoint on. Without ``forget`` and
+    ``record_path``, a checkpoint with several requests in its ledger is measured on every sample
+    forgotten so far; otherwise on ``forget`` (else the record's, else the checkpoint's own, else
+    random:0.1), with every earlier forgotten sample out of the retain set. A record's forget set
+    must still give the ids its digest names."""
+    ledger = Ledger.of_checkpoint(blob)
+    earlier = ledger.rows(bundle.train.names)
+    if len(ledger.records) > 1 and not (forget or record_path):
+        return (forgotten_scenario(bundle, earlier, f"{len(ledger.records)} requests"),
+                f"every sample of the checkpoint's ledger ({earlier.numel()} samples from {len(ledger.records)} requests)")
+    stored_forget, stored_seed = _stored_scenario(blob, record_path)
+    spec = forget or stored_forget or "random:0.1"
+    seed = seed if seed is not None else (stored_seed if stored_seed is not None else 0)
+    scenario = without(make_scenario(bundle, spec, seed=seed), earlier)  # forgotten samples are not "retained"
+    if record_path and not forget:
+        expected = json.loads(Path(record_path).read_text()).get("forget_set", {}).get("ids_sha256")
+        if expected != ids_digest(scenario.forget_indices):
+            raise ValueError(f"{spec} (seed {seed}) no longer gives the forget set {record_path} describes (its "
+                             "ids SHA-256 differs: was the indices file changed?); pass the original ids file with "
+                             "--forget")
+    return scenario, f"{spec}, seed {seed}"

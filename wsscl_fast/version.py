@@ -2,6 +2,7 @@
 prints it), and the source commit when the package runs from a git checkout."""
 from __future__ import annotations
 
+import datetime
 import subprocess
 from pathlib import Path
 
@@ -24,3 +25,18 @@ def source_commit() -> str | None:
         return None
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results").stdout.strip()
     return git("rev-parse", "HEAD").stdout.strip() + ("+dirty" if dirty else "")
+
+
+def code_version() -> str:
+    """The source commit, else the installed package's version: what made a result."""
+    return source_commit() or f"wsscl_fast {__version__}"
+
+
+def utc_now() -> str:
+    """The current time, the one spelling of every stamp: ISO 8601, UTC, seconds."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance_stamp(device: str, command: str) -> dict:
+    """The stamp every report, record table and result file carries: which code, when, where, and the command."""
+    return dict(commit=code_version(), date=utc_now(), device=device, command=command)

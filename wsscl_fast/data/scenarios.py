@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .formats import DataBundle
 
@@ -85,6 +85,46 @@ def subset_without(retain: Subset, rows) -> Subset:
     """``retain`` (a Subset) without the samples at ``rows`` of its base dataset, order kept."""
     kept = torch.as_tensor(list(retain.indices), dtype=torch.int64)
     return Subset(retain.dataset, kept[~torch.isin(kept, torch.as_tensor(rows, dtype=torch.int64))].tolist())
+
+
+def subset_rows(data):
+    """(the base dataset, the row indices into it) of a Dataset, DataLoader or nested Subset."""
+    data = getattr(data, "dataset", data) if isinstance(data, DataLoader) else data
+    rows = None
+    while isinstance(data, Subset):
+        indices = torch.as_tensor(list(data.indices), dtype=torch.int64)
+        rows = indices if rows is None else indices[rows]
+        data = data.dataset
+    return data, rows
+
+
+def retain_without(retain, already_forgotten):
+    """``retain`` without the samples of earlier requests: ``already_forgotten`` is a Subset of
+    the same base dataset (e.g. an earlier scenario's forget set) or row indices into it."""
+    if isinstance(retain, DataLoader):
+        raise TypeError("retain must be a Dataset (not a DataLoader) when already_forgotten is given")
+    base, rows = subset_rows(retain)
+    rows = torch.arange(len(base)) if rows is None else rows
+    if isinstance(already_forgotten, (Subset, DataLoader)):
+        earlier_base, earlier = subset_rows(already_forgotten)
+        if earlier_base is not base or earlier is None:
+            raise ValueError("already_forgotten must be a Subset of the same dataset as retain, or row indices into it")
+    else:
+        earlier = list(already_forgotten)
+    return subset_without(Subset(base, rows.tolist()), earlier)
+
+
+def check_disjoint(forget, retain) -> None:
+    """``forget`` and ``retain`` must not share samples (checked where both index one dataset)."""
+    forget_base, forget_rows = subset_rows(forget)
+    retain_base, retain_rows = subset_rows(retain)
+    if forget_base is not retain_base:
+        return
+    if forget_rows is None or retain_rows is None:
+        raise ValueError("forget and retain are the same dataset; pass disjoint subsets of it")
+    shared = torch.isin(forget_rows, retain_rows).sum().item()
+    if shared:
+        raise ValueError(f"forget and retain share {shared} sample(s); a sample is either forgotten or retained")
 
 
 def without(scenario: ForgetScenario, rows: torch.Tensor) -> ForgetScenario:

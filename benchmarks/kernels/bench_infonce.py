@@ -6,8 +6,8 @@ beyond inputs and gradients, and the bf16 tensor-core floor (4 matmuls of 2*N*M*
 the bf16 matmul rate measured in this run). CPU mode (--cpu): the C++ path against eager and
 against the three GEMMs alone, timed in alternating rounds.
 
-    python -m benchmarks.bench_infonce            # GPU
-    python -m benchmarks.bench_infonce --cpu      # CPU: C++ vs eager
+    python -m benchmarks.kernels.bench_infonce            # GPU
+    python -m benchmarks.kernels.bench_infonce --cpu      # CPU: C++ vs eager
 Writes benchmarks/results/infonce_{gpu,cpu}.json and .png (or --out DIR).
 """
 from __future__ import annotations

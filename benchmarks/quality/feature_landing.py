@@ -7,19 +7,18 @@ centroid, to the nearest other class's centroid, and whether it is nearer its ow
 Retrain puts forget samples where unseen samples of their class land; a method whose forget
 samples land elsewhere over- or under-forgets in feature space, whatever its logits say.
 
-    python -m benchmarks.feature_landing --regime generalise --forget random:0.1 --seed 0
+    python -m benchmarks.quality.feature_landing --regime generalise --forget random:0.1 --seed 0
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.bench_quality_cpu import REGIMES, cache_tag, load_regime, original_and_retrain
-from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, write_json
+from benchmarks.quality.cells import REGIMES, cache_tag, cell_name, load_regime, original_and_retrain
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, command_line, environment, write_json
 
 from wsscl_fast.api import unlearn
 from wsscl_fast.audit import features
@@ -49,7 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args(argv)
-    cell = f"quality_{args.regime}_{'classwise' if args.forget.startswith('class') else 'random'}"
+    cell = f"quality_{cell_name(args.regime, args.forget)}"
     tuned = json.loads((REPO / "benchmarks" / "results" / f"{cell}.json").read_text())["tuning"]["methods"]["wsscl"]
     measured_with = environment()
     bundle, recipe, configs = load_regime(args)
@@ -65,8 +64,7 @@ def main(argv=None) -> int:
     for label, row in rows.items():
         print(f"{label:30s} own {row['own_class']:.3f}  other {row['nearest_other_class']:.3f}  "
               f"nearer own {row['nearer_own_class_pct']:.1f}%")
-    write_json(dict(environment=measured_with, command="python -m benchmarks.feature_landing " +
-                    " ".join(argv or sys.argv[1:]), cell=cell, seed=args.seed, rows=rows),
+    write_json(dict(environment=measured_with, command=command_line(__spec__.name, argv), cell=cell, seed=args.seed, rows=rows),
                REPO / "benchmarks" / "results" / f"feature_landing_{args.regime}_{cell.rsplit('_', 1)[1]}.json")
     return 0
 

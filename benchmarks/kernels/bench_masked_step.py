@@ -11,8 +11,8 @@ CPU mode (--cpu): the C++ step against torch.optim.AdamW(foreach=True) plus mask
 10M parameters, with a check that both give the same numbers; the C++ threshold against
 torch.kthvalue.
 
-    python -m benchmarks.bench_masked_step          # GPU
-    python -m benchmarks.bench_masked_step --cpu    # CPU
+    python -m benchmarks.kernels.bench_masked_step          # GPU
+    python -m benchmarks.kernels.bench_masked_step --cpu    # CPU
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """WSS-CL's readings of its contrastive term, each tuned like every method.
 
 For one quality-bench cell, on its tuning seeds only (never a reported seed), each reading gets
-the protocol of benchmarks/tuning.py: the same Optuna trials, the same cap in work and the same
+the protocol of benchmarks/quality/tuning.py: the same Optuna trials, the same cap in work and the same
 validation-half score as the cell's tuned methods. ``default`` (our reading as the cell tuned it)
 is tuned again in the same run; the cell's own tuning record
 (benchmarks/results/quality_<cell>.json) is reported beside it.
@@ -17,16 +17,16 @@ Readings (each on top of WSS-CL's search space):
 - ``projection_head``: the term compares g(z), a 2-layer MLP head (D -> D -> 128) trained in stage 2;
 - ``learned_scale``: the term compares s * z / |z| with the scale s learned in stage 2.
 
-    python -m benchmarks.wsscl_readings --regime memorise --forget random:0.1
+    python -m benchmarks.quality.wsscl_readings --regime memorise --forget random:0.1
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-from benchmarks.bench_quality_cpu import REGIMES, cache_tag, load_regime, tuning_seed
+from benchmarks.quality.cells import REGIMES, cache_tag, cell_name, load_regime, tuning_seed
 from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, write_json
-from benchmarks.tuning import SEARCH_SPACES, tune_method
+from benchmarks.quality.tuning import SEARCH_SPACES, tune_method
 
 
 def _with(fixed: dict | None = None, searched=None, drop: tuple = ()):
@@ -59,8 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--readings", default=",".join(READINGS))
     parser.add_argument("--name", help="the results file's stem (default: wsscl_readings_<regime>_<scenario>)")
     args = parser.parse_args(argv)
-    scenario_name = "classwise" if args.forget.startswith("class") else "random"
-    cell = f"{args.regime}_{scenario_name}"
+    cell = cell_name(args.regime, args.forget)
     committed = json.loads((REPO / "benchmarks" / "results" / f"quality_{cell}.json").read_text())["tuning"]
     default = committed["methods"]["wsscl"]
     measured_with = environment()

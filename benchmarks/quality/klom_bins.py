@@ -4,12 +4,13 @@ Per sample, n "oracle" margins and n "unlearned" margins are drawn from unit nor
 unlearned ones shifted by 0, 0.5, 1, 2 or 4 standard deviations. The mean KLoM at shift 0 is
 the floor (two draws of one distribution); the ratio of a shifted KLoM to it is how far a
 difference of that size stands out. Chosen once, before any method was scored, and used for
-every cell (``benchmarks/instrument.py``'s DEFAULT_BINS).
+every cell (``benchmarks/quality/instrument.py``'s DEFAULT_BINS).
 
-    python -m benchmarks.klom_bins
+    python -m benchmarks.quality.klom_bins
 """
 from __future__ import annotations
 
+import argparse
 import torch
 
 from benchmarks.harness import REPO, environment, write_json
@@ -30,7 +31,8 @@ def study(models: int, bins: int, samples: int = 2000, seed: int = 0) -> list[fl
     return [float(klom(draw(shift), oracle, bins).mean()) for shift in SHIFTS]
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     rows = []
     print("models bins  " + "  ".join(f"shift {s}" for s in SHIFTS) + "  ratio@1sd ratio@2sd")
     for models in (4, 8, 16):

@@ -7,9 +7,9 @@ default configs; or, with ``--regime``, a quality-bench regime (its cached origi
 (the random cell's for random requests, the class-wise cell's for class requests). Writes
 results/sequential_[<regime>_]<random|classwise>.{json,md,png}.
 
-    python -m benchmarks.bench_sequential --requests random:0.02x5
-    python -m benchmarks.bench_sequential --requests class:3,5,7
-    python -m benchmarks.bench_sequential --regime generalise --requests class:0,1,2 --methods ft,rl,scrub,coun,wsscl
+    python -m benchmarks.quality.bench_sequential --requests random:0.02x5
+    python -m benchmarks.quality.bench_sequential --requests class:3,5,7
+    python -m benchmarks.quality.bench_sequential --regime generalise --requests class:0,1,2 --methods ft,rl,scrub,coun,wsscl
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import json
 
 import torch
 
-from benchmarks.bench_quality_cpu import REGIMES, cache_tag, cached_training, load_regime
-from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, provenance, this_command
+from benchmarks.quality.cells import REGIMES, cache_tag, cached_training, load_regime, scenario_name
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, command_line, environment, provenance
 
 from wsscl_fast.data import load_digits_bundle
 from wsscl_fast.execution import Runtime
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     measured_with = environment()
-    scenario = "classwise" if args.requests.startswith("class") else "random"
+    scenario = scenario_name(args.requests)
     methods = [m for m in args.methods.split(",") if m]
     if args.regime:
         bundle, recipe, configs = load_regime(args)
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     rows = compare_sequential(model, bundle, requests, methods, configs, seed=args.seed, runtime=Runtime(progress=False))
     title = f"{setting}: {len(requests)} requests ({args.requests}), seed {args.seed}"
     print(write_sequential_report(rows, args.out, name, title, provenance=provenance(measured_with), extra=dict(
-        command=this_command(), environment=measured_with, requests=args.requests, methods=methods)))
+        command=command_line(__spec__.name, argv), environment=measured_with, requests=args.requests, methods=methods)))
     return 0
 
 

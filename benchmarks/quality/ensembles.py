@@ -1,4 +1,4 @@
-"""Cached model ensembles for the per-example instrument (``benchmarks/instrument.py``).
+"""Cached model ensembles for the per-example instrument (``benchmarks/quality/instrument.py``).
 
 For one cell (a regime of ``bench_quality_cpu`` and a forget spec), with ``n`` models:
 - ``n`` originals, trained on the whole training split with seeds 0..n-1 (cached under the same
@@ -10,7 +10,7 @@ For one cell (a regime of ``bench_quality_cpu`` and a forget spec), with ``n`` m
 Every model's logits on the cell's evaluation points (all forget samples, a fixed sample of
 retain samples, the validation split) are cached beside it, so scoring never runs a model twice.
 
-    python -m benchmarks.ensembles --regime generalise --forget random:0.1 --models 8
+    python -m benchmarks.quality.ensembles --regime generalise --forget random:0.1 --models 8
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Subset
 
-from benchmarks.bench_quality_cpu import CACHE, REGIMES, cache_tag, cached_training, load_regime
+from benchmarks.quality.cells import CACHE, REGIMES, cache_tag, cached_training, load_regime
 from benchmarks.harness import DEFAULT_CIFAR10
 
 from wsscl_fast.checkpoint import atomic_save

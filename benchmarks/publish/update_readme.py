@@ -7,7 +7,7 @@
 is replaced by that file's tables (its title line dropped). `--check` only reports blocks
 that differ (tests/test_readme.py runs it), so the documents never drift from the results.
 
-    python -m benchmarks.update_readme [--check]
+    python -m benchmarks.publish.update_readme [--check]
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # benchmarks/publish/ -> the repository
 DOCUMENTS = ("README.md", "docs/audit.md")  #: the files whose blocks are kept in step with the results
 BLOCK = re.compile(r"(<!-- table: (?P<path>[^ #]+)(#(?P<index>\d+))? -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         stale += len(changed)
         if args.check:
             for name in changed:
-                print(f"{document}: the block of {name} differs from the file; run python -m benchmarks.update_readme")
+                print(f"{document}: the block of {name} differs from the file; run python -m benchmarks.publish.update_readme")
         elif changed:
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_text(text)

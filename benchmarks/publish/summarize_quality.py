@@ -1,14 +1,15 @@
 """The README's results headline and table, generated from the tuned quality-bench files.
 
 Reads every ``benchmarks/results/quality_<regime>_<scenario>.json`` whose methods were tuned
-(benchmarks/tuning.py) and writes ``benchmarks/results/quality_summary.md``: one sentence per
+(benchmarks/quality/tuning.py) and writes ``benchmarks/results/quality_summary.md``: one sentence per
 cell saying plainly whether WSS-CL has the lowest mean Avg. Gap of all tuned methods (and at
-what cost), then a per-seed table. ``python -m benchmarks.update_readme`` copies it into the README.
+what cost), then a per-seed table. ``python -m benchmarks.publish.update_readme`` copies it into the README.
 
-    python -m benchmarks.summarize_quality
+    python -m benchmarks.publish.summarize_quality
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -94,7 +95,8 @@ def render(cells: dict, stamp: dict) -> str:
     return "\n".join(lines) + "\n\n" + provenance_line(stamp) + "\n"
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     cells = {}
     for regime, scenario in CELLS:
         path = RESULTS / f"quality_{regime}_{scenario}.json"

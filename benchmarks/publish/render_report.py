@@ -1,7 +1,7 @@
 """Re-render a report's Markdown table and plots from its JSON, stamped with the provenance the
 JSON records (its environment and command): no number is re-measured.
 
-    python -m benchmarks.render_report benchmarks/results/quality_memorise_random.json
+    python -m benchmarks.publish.render_report benchmarks/results/quality_memorise_random.json
 """
 from __future__ import annotations
 

@@ -10,54 +10,34 @@ Two regimes (--regime), each a small CNN on 2 cores:
 Scenario: 10% random forgetting (or --forget class:0), one original and one Retrain per seed.
 
 With ``--tune-trials N`` every unlearning method is first tuned with the same protocol
-(benchmarks/tuning.py: N Optuna trials each, the same cap in work, each trial scored on a
+(benchmarks/quality/tuning.py: N Optuna trials each, the same cap in work, each trial scored on a
 validation half of every one of --tune-seeds, which are never reported); the reported seeds then run the chosen configs.
 Originals and Retrains are cached under benchmarks/.cache.
 
-    python -m benchmarks.bench_quality_cpu --regime memorise --tune-trials 8
-    python -m benchmarks.bench_quality_cpu --seeds 0 --set wsscl.contrastive_weight=1.0
+    python -m benchmarks.quality.bench_quality_cpu --regime memorise --tune-trials 8
+    python -m benchmarks.quality.bench_quality_cpu --seeds 0 --set wsscl.contrastive_weight=1.0
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
 from torch.utils.data import ConcatDataset
 
-from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, print_verdict, provenance, wsscl_vs_best_baseline
-from benchmarks.tuning import TuningSeed, split_validation, tune_method, validation_metrics
+from benchmarks.harness import (DEFAULT_CIFAR10, REPO, command_line, environment, print_verdict, provenance,
+                                wsscl_vs_best_baseline)
+from benchmarks.quality.cells import (CACHE, REGIMES, cache_tag, cell_name, load_regime,
+                                      original_and_retrain, tuning_seed)
+from benchmarks.quality.tuning import tune_method
 
 from wsscl_fast.api import UnlearnResult, compare
 from wsscl_fast.audit import Audit, MembershipReference, train_references
 from wsscl_fast.checkpoint import atomic_save
-from wsscl_fast.data import FASHION_MNIST_ROOT, dataset_names, load_cifar10_bundle, load_fashion_mnist_bundle, make_scenario
+from wsscl_fast.data import dataset_names
 from wsscl_fast.methods import UNLEARNING_METHODS
-from wsscl_fast.metrics import predict_split
-from wsscl_fast.recipes import apply_overrides, recipe_for
+from wsscl_fast.recipes import apply_overrides
 from wsscl_fast.report import write_report
-from wsscl_fast.training import train_model
-from wsscl_fast.work import retrain_work
-
-CACHE = REPO / "benchmarks" / ".cache" / "quality_cpu"
-
-
-def cached_training(key: str, build, train_data, config, seed: int, desc: str):
-    """Train (or load from the cache) a model; returns (model, training seconds)."""
-    path = CACHE / f"{key}.pt"
-    model = build()
-    if path.exists():
-        blob = torch.load(path, weights_only=True)
-        model.load_state_dict(blob["state_dict"])
-        return model.eval(), blob["seconds"]
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    train_model(model, train_data, config, torch.device("cpu"), seed=seed, progress=True, desc=desc)
-    seconds = time.perf_counter() - start
-    atomic_save({"state_dict": model.state_dict(), "seconds": seconds}, path)
-    return model.eval(), seconds
-
 
 def membership_references(args, bundle, recipe, tag: str):
     """The audit, with ``args.references`` reference models (``audit.train_references``, cached)
@@ -79,61 +59,6 @@ def membership_references(args, bundle, recipe, tag: str):
     atomic_save({"state_dicts": [m.state_dict() for m in reference.models], "members": reference.members,
                  "seconds": seconds}, path)
     return Audit(references=reference), seconds
-
-
-#: per regime: the data, the model width and the original's training recipe (Retrain's too)
-REGIMES = {
-    "memorise": dict(train_size=5000, test_size=1000, validation_size=500, width=16, epochs=30,
-                     train=dict(batch_size=64, lr=0.05, aug_pad=0, aug_flip=False)),
-    "generalise": dict(train_size=10000, test_size=2000, validation_size=1000, width=16, epochs=12,
-                       train=dict(batch_size=128, lr=0.05, aug_pad=2, aug_flip=True)),
-}
-
-
-def cache_tag(regime_name: str) -> str:
-    """The cache key part of a regime's originals and Retrains."""
-    regime = REGIMES[regime_name]
-    return f"{regime_name}-n{regime['train_size']}-w{regime['width']}-e{regime['epochs']}"
-
-
-def load_regime(args):
-    """(bundle, recipe, method configs) of ``args.regime``."""
-    regime = REGIMES[args.regime]
-    if args.regime == "memorise":
-        bundle = load_cifar10_bundle(args.data_root, regime["train_size"], regime["test_size"], seed=0,
-                                     validation_size=regime["validation_size"])
-    else:
-        bundle = load_fashion_mnist_bundle(FASHION_MNIST_ROOT, regime["train_size"], regime["test_size"], seed=0,
-                                           validation_size=regime["validation_size"])
-    recipe = recipe_for(bundle, arch="small_cnn", epochs=regime["epochs"], width=regime["width"])
-    recipe.train = recipe.train.replace(**regime["train"])
-    # the methods train on batches augmented like the original's (none in the memorising regime);
-    # the views of WSS-CL and CoUn stay augmented
-    augmentation = dict(aug_pad=regime["train"]["aug_pad"], aug_flip=regime["train"]["aug_flip"])
-    configs = {name: config.replace(**augmentation) for name, config in recipe.method_configs.items()}
-    return bundle, recipe, {**configs, "retrain": recipe.train}
-
-
-def original_and_retrain(args, bundle, recipe, configs, seed: int, tag: str):
-    """(original, its accuracies, the scenario split for tuning, Retrain model, Retrain seconds) of one seed."""
-    original, train_seconds = cached_training(f"original-{tag}-s{seed}", lambda: recipe.build_model(bundle),
-                                              bundle.train, recipe.train, seed, f"original seed {seed}")
-    accuracies = dict(seed=seed, train_accuracy=predict_split(original, bundle.train).accuracy,
-                      test_accuracy=predict_split(original, bundle.test).accuracy, train_seconds=train_seconds)
-    print(f"seed {seed}: original train acc {accuracies['train_accuracy']:.1f}%, "
-          f"test acc {accuracies['test_accuracy']:.1f}%", flush=True)
-    scenario = make_scenario(bundle, args.forget, seed=seed)
-    retrain_model, retrain_seconds = cached_training(
-        f"retrain-{tag}-{args.forget.replace(':', '')}-s{seed}", lambda: recipe.build_model(bundle),
-        scenario.retain, configs["retrain"], seed, f"retrain seed {seed}")
-    return original, accuracies, split_validation(scenario), retrain_model, retrain_seconds
-
-
-def tuning_seed(args, bundle, recipe, configs, seed: int, tag: str) -> TuningSeed:
-    """A tuning seed's original, scenario halves, Retrain metrics and Retrain work (models cached)."""
-    original, _, (run_on, scoring), retrain_model, _ = original_and_retrain(args, bundle, recipe, configs, seed, tag)
-    return TuningSeed(seed, original, run_on, scoring, validation_metrics(retrain_model, scoring),
-                      retrain_work(configs["retrain"].epochs, len(run_on.retain)))
 
 
 def tune_all(args, bundle, recipe, configs, methods, tag) -> dict:
@@ -173,7 +98,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if set(args.tune_seeds) & set(args.seeds):
         parser.error(f"--tune-seeds {args.tune_seeds} overlap the reported --seeds {args.seeds}")
-    args.name = args.name or f"quality_{args.regime}_{'classwise' if args.forget.startswith('class') else 'random'}"
+    args.name = args.name or f"quality_{cell_name(args.regime, args.forget)}"
 
     measured_with = environment()  # the code version and machine at the start (edits made later do not count)
     bundle, recipe, configs = load_regime(args)
@@ -207,7 +132,7 @@ def main(argv=None) -> int:
     title = (f"{args.regime} regime ({bundle.name}, {regime['train_size']} train), small CNN: forgetting "
              f"{args.forget}, seeds {args.seeds}" + (f", every method tuned ({args.tune_trials} trials)"
                                                      if tuning else ""))
-    command = "python -m benchmarks.bench_quality_cpu " + " ".join(argv or sys.argv[1:])
+    command = command_line(__spec__.name, argv)
     table = write_report(rows, args.out, args.name, title, provenance=provenance(measured_with, command), extra=dict(
         environment=measured_with, command=command,
         originals=originals, verdict=verdict, args=vars(args),

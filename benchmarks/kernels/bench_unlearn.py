@@ -12,9 +12,9 @@ In one run it
   5. measures training-step throughput (images/s, batch 256) of plain eager fp32 against the
      fast-path variants (bf16 autocast, channels-last, torch.compile).
 
-    python -m benchmarks.bench_unlearn                               # GPU, 10% random, seed 0
-    python -m benchmarks.bench_unlearn --forget class:0 --seeds 0 1 2
-    python -m benchmarks.bench_unlearn --smoke                       # CPU: tiny subset and CNN, seconds
+    python -m benchmarks.kernels.bench_unlearn                               # GPU, 10% random, seed 0
+    python -m benchmarks.kernels.bench_unlearn --forget class:0 --seeds 0 1 2
+    python -m benchmarks.kernels.bench_unlearn --smoke                       # CPU: tiny subset and CNN, seconds
 
 ``--smoke`` runs every step on a few hundred images with a width-8 CNN; it checks the script,
 not the targets.

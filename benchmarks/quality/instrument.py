@@ -1,6 +1,6 @@
 """The per-example instrument: every method's distance to retrained oracles, with intervals.
 
-For one cell (regime x forget spec; ``benchmarks/ensembles.py`` trains and caches its n
+For one cell (regime x forget spec; ``benchmarks/quality/ensembles.py`` trains and caches its n
 originals and n oracles), each method unlearns each original i (seed i) with the configs
 tuned by the quality bench (``benchmarks/results/quality_<regime>_<scenario>.json``). Then:
 
@@ -24,21 +24,20 @@ tuned by the quality bench (``benchmarks/results/quality_<regime>_<scenario>.jso
 - the cost: RTE in seconds and work in sample-passes (``wsscl_fast.work``), as a fraction of
   Retrain's work.
 
-    python -m benchmarks.instrument --regime generalise --forget random:0.1 --models 8
+    python -m benchmarks.quality.instrument --regime generalise --forget random:0.1 --models 8
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.bench_quality_cpu import CACHE, REGIMES
-from benchmarks.ensembles import Cell, load_cell, logits_on, original, train_ensembles
-from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, provenance, write_json
+from benchmarks.quality.cells import CACHE, REGIMES, cell_name
+from benchmarks.quality.ensembles import Cell, load_cell, logits_on, original, train_ensembles
+from benchmarks.harness import DEFAULT_CIFAR10, REPO, command_line, environment, provenance, write_json
 
 from wsscl_fast.api import unlearn
 from wsscl_fast.checkpoint import atomic_save
@@ -55,13 +54,9 @@ FLOOR_FACTOR = 5.0  #: the original must score this many times the oracle floor
 DEFAULT_BINS = 2
 
 
-def scenario_name(forget: str) -> str:
-    return "classwise" if forget.startswith("class") else "random"
-
-
 def tuned_configs(cell: Cell) -> tuple[dict, str]:
     """{method: config} as tuned by the quality bench for this cell, and the file they come from."""
-    path = REPO / "benchmarks" / "results" / f"quality_{cell.regime}_{scenario_name(cell.forget)}.json"
+    path = REPO / "benchmarks" / "results" / f"quality_{cell_name(cell.regime, cell.forget)}.json"
     stored = json.loads(path.read_text())["configs"]
     configs = {m: get_method(m).config_class.from_dict(stored[m]) for m in UNLEARNING_METHODS}
     return configs, str(path.relative_to(REPO))
@@ -74,10 +69,13 @@ def validation_halves(cell: Cell) -> tuple[list[int], list[int]]:
 
 
 def unlearned_run(cell: Cell, method: str, config, seed: int) -> dict:
-    """Logits of original ``seed`` unlearned by ``method`` (seed ``seed``), with its RTE and work (cached)."""
+    """Logits of original ``seed`` unlearned by ``method`` (seed ``seed``), with its RTE and work
+    (cached with its config: a cached run made with another config is made again)."""
     path = CACHE / "unlearned" / f"{cell.key}-{method}-s{seed}.pt"
     if path.exists():
-        return torch.load(path, weights_only=True)
+        run = torch.load(path, weights_only=True)
+        if run.get("config", config.to_dict()) == config.to_dict():  # runs cached before configs were stored match
+            return run
     calibration, _ = validation_halves(cell)
     holdout = torch.utils.data.Subset(cell.points["validation"], calibration)
     model, _ = original(cell, seed)
@@ -85,7 +83,7 @@ def unlearned_run(cell: Cell, method: str, config, seed: int) -> dict:
                      runtime=Runtime(progress=False))
     run = {"logits": {split: logits_on(result.model, data) for split, data in cell.points.items()},
            "rte": result.rte, "work": result.info["work"]["sample_passes"], "timings": dict(result.timings),
-           "state_dict": result.model.state_dict()}
+           "config": config.to_dict(), "state_dict": result.model.state_dict()}
     atomic_save(run, path)
     return run
 
@@ -240,8 +238,8 @@ def main(argv=None) -> int:
     # forgetting shows on the forget set: the original's retain and validation margins are the
     # oracles' by construction, so the test compares the forget split's KLoM with the floor's
     separable = rows["original"]["splits"]["forget"]["mean"] >= FLOOR_FACTOR * floor["splits"]["forget"]["mean"]
-    name = f"instrument_{args.regime}_{scenario_name(args.forget)}"
-    command = "python -m benchmarks.instrument " + " ".join(argv or sys.argv[1:])
+    name = f"instrument_{cell_name(args.regime, args.forget)}"
+    command = command_line(__spec__.name, argv)
     payload = dict(title=f"{args.regime} regime, forgetting {args.forget}: KLoM to {n} oracles, {n} models per method",
                    environment=measured_with, provenance=provenance(measured_with, command), command=command,
                    models=n, bins=args.bins, resamples=args.resamples, configs_from=config_source,

@@ -1,17 +1,18 @@
-"""The README's headline, generated from the instrument's results (``benchmarks/instrument.py``).
+"""The README's headline, generated from the instrument's results (``benchmarks/quality/instrument.py``).
 
 Reads every ``benchmarks/results/instrument_<regime>_<scenario>.json``; writes beside each a
 Markdown table of every method, the original and the oracle floor with 95% intervals, the
 challenge score and the cost, and writes ``benchmarks/results/instrument_summary.md``: per
 cell, one sentence on WSS-CL against every method by the paired interval of their KLoM
 difference ("lower" only when the interval excludes 0, else "tied"), and one compact table. A cell whose original is under 5x the
-floor says that the instrument cannot separate it. ``python -m benchmarks.update_readme``
+floor says that the instrument cannot separate it. ``python -m benchmarks.publish.update_readme``
 copies the file into the README.
 
-    python -m benchmarks.summarize_instrument
+    python -m benchmarks.publish.summarize_instrument
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -93,13 +94,14 @@ def compact_row(regime: str, scenario: str, result: dict) -> str:
             if wsscl else f"| {regime} | {scenario} | {result['models']} | - | - | - | - | - | - | - |")
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     found = [(r, s, RESULTS / f"instrument_{r}_{s}.json") for r, s in CELLS]
     found = [(r, s, json.loads(p.read_text())) for r, s, p in found if p.is_file()]
     if not found:
         print("no instrument_*.json results yet", file=sys.stderr)
         return 1
-    footer = provenance_line(provenance(environment(), "python -m benchmarks.summarize_instrument"))
+    footer = provenance_line(provenance(environment(), "python -m benchmarks.publish.summarize_instrument"))
     for regime, scenario, result in found:  # one full table per cell
         lines = [f"# {result['title']}", "",
                  f"KLoM cross-fitted at {result['models'] // 2} models a side, {result['bins']} bins; intervals over "

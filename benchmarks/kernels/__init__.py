@@ -1,0 +1,1 @@
+"""Kernel and end-to-end speed benchmarks: each op against its baselines, in the same run."""

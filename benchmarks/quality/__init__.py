@@ -1,0 +1,1 @@
+"""Quality experiments: the tuned comparison, the per-example instrument, sequences of requests, readings."""

@@ -1,0 +1,103 @@
+"""What the quality scripts share: the two regimes (data, model, training recipe), the cells
+(regime x scenario) and their names, and the cache of trained originals and Retrains.
+
+A cell is a regime and a forget spec: ``random:0.1`` or ``class:0``; its name is
+``<regime>_<random|classwise>`` (:func:`scenario_name`).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from benchmarks.harness import REPO
+from benchmarks.quality.tuning import TuningSeed, split_validation, validation_metrics
+
+from wsscl_fast.checkpoint import atomic_save
+from wsscl_fast.data import FASHION_MNIST_ROOT, load_cifar10_bundle, load_fashion_mnist_bundle, make_scenario
+from wsscl_fast.metrics import predict_split
+from wsscl_fast.recipes import recipe_for
+from wsscl_fast.training import train_model
+from wsscl_fast.work import retrain_work
+
+CACHE = REPO / "benchmarks" / ".cache" / "quality_cpu"
+
+
+def cached_training(key: str, build, train_data, config, seed: int, desc: str):
+    """Train (or load from the cache) a model; returns (model, training seconds)."""
+    path = CACHE / f"{key}.pt"
+    model = build()
+    if path.exists():
+        blob = torch.load(path, weights_only=True)
+        model.load_state_dict(blob["state_dict"])
+        return model.eval(), blob["seconds"]
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    train_model(model, train_data, config, torch.device("cpu"), seed=seed, progress=True, desc=desc)
+    seconds = time.perf_counter() - start
+    atomic_save({"state_dict": model.state_dict(), "seconds": seconds}, path)
+    return model.eval(), seconds
+
+
+#: per regime: the data, the model width and the original's training recipe (Retrain's too)
+REGIMES = {
+    "memorise": dict(train_size=5000, test_size=1000, validation_size=500, width=16, epochs=30,
+                     train=dict(batch_size=64, lr=0.05, aug_pad=0, aug_flip=False)),
+    "generalise": dict(train_size=10000, test_size=2000, validation_size=1000, width=16, epochs=12,
+                       train=dict(batch_size=128, lr=0.05, aug_pad=2, aug_flip=True)),
+}
+
+
+def cache_tag(regime_name: str) -> str:
+    """The cache key part of a regime's originals and Retrains."""
+    regime = REGIMES[regime_name]
+    return f"{regime_name}-n{regime['train_size']}-w{regime['width']}-e{regime['epochs']}"
+
+
+def load_regime(args):
+    """(bundle, recipe, method configs) of ``args.regime``."""
+    regime = REGIMES[args.regime]
+    if args.regime == "memorise":
+        bundle = load_cifar10_bundle(args.data_root, regime["train_size"], regime["test_size"], seed=0,
+                                     validation_size=regime["validation_size"])
+    else:
+        bundle = load_fashion_mnist_bundle(FASHION_MNIST_ROOT, regime["train_size"], regime["test_size"], seed=0,
+                                           validation_size=regime["validation_size"])
+    recipe = recipe_for(bundle, arch="small_cnn", epochs=regime["epochs"], width=regime["width"])
+    recipe.train = recipe.train.replace(**regime["train"])
+    # the methods train on batches augmented like the original's (none in the memorising regime);
+    # the views of WSS-CL and CoUn stay augmented
+    augmentation = dict(aug_pad=regime["train"]["aug_pad"], aug_flip=regime["train"]["aug_flip"])
+    configs = {name: config.replace(**augmentation) for name, config in recipe.method_configs.items()}
+    return bundle, recipe, {**configs, "retrain": recipe.train}
+
+
+def original_and_retrain(args, bundle, recipe, configs, seed: int, tag: str):
+    """(original, its accuracies, the scenario split for tuning, Retrain model, Retrain seconds) of one seed."""
+    original, train_seconds = cached_training(f"original-{tag}-s{seed}", lambda: recipe.build_model(bundle),
+                                              bundle.train, recipe.train, seed, f"original seed {seed}")
+    accuracies = dict(seed=seed, train_accuracy=predict_split(original, bundle.train).accuracy,
+                      test_accuracy=predict_split(original, bundle.test).accuracy, train_seconds=train_seconds)
+    print(f"seed {seed}: original train acc {accuracies['train_accuracy']:.1f}%, "
+          f"test acc {accuracies['test_accuracy']:.1f}%", flush=True)
+    scenario = make_scenario(bundle, args.forget, seed=seed)
+    retrain_model, retrain_seconds = cached_training(
+        f"retrain-{tag}-{args.forget.replace(':', '')}-s{seed}", lambda: recipe.build_model(bundle),
+        scenario.retain, configs["retrain"], seed, f"retrain seed {seed}")
+    return original, accuracies, split_validation(scenario), retrain_model, retrain_seconds
+
+
+def tuning_seed(args, bundle, recipe, configs, seed: int, tag: str) -> TuningSeed:
+    """A tuning seed's original, scenario halves, Retrain metrics and Retrain work (models cached)."""
+    original, _, (run_on, scoring), retrain_model, _ = original_and_retrain(args, bundle, recipe, configs, seed, tag)
+    return TuningSeed(seed, original, run_on, scoring, validation_metrics(retrain_model, scoring),
+                      retrain_work(configs["retrain"].epochs, len(run_on.retain)))
+
+
+def scenario_name(forget: str) -> str:
+    """"classwise" for a ``class:`` forget spec (or request sequence), else "random"."""
+    return "classwise" if forget.startswith("class") else "random"
+
+
+def cell_name(regime: str, forget: str) -> str:
+    return f"{regime}_{scenario_name(forget)}"
