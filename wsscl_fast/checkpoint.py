@@ -64,9 +64,10 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(buffer.getvalue(), path)
 
 
-def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> dict:
+def load_checkpoint(path: str | os.PathLike, arch: str | None = None, weights_only_use: bool = False) -> dict:
     """Load a checkpoint with ``weights_only=True``; errors say what was wrong. A bare
-    state_dict (e.g. of a torchvision model) is accepted when ``arch`` names its architecture."""
+    state_dict (e.g. of a torchvision model) is accepted when ``arch`` names its architecture, or
+    when only its weights are used (``weights_only_use``: ``verify`` hashes them)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -78,6 +79,8 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> dict:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"{path} is not a loadable weights-only checkpoint: {reason}") from None
     if isinstance(blob, dict) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        if weights_only_use:
+            return {"state_dict": blob}
         if arch is None:
             raise ValueError(f"{path} is a bare state_dict; name its architecture with --arch "
                              f"(e.g. torchvision:resnet18)")

@@ -120,7 +120,7 @@ def cmd_unlearn(args) -> int:
     every_forgotten = torch.cat([earlier, scenario.forget_indices]).unique()
     retrain_model = None
     if args.retrain:  # checked before the run
-        retrain_blob = load_checkpoint(args.retrain)
+        retrain_blob = load_checkpoint(args.retrain, blob["arch"])  # a Retrain has the original's architecture
         check_retrain(retrain_blob, blob, bundle, every_forgotten, args.retrain)
         retrain_model = model_from_checkpoint(retrain_blob, bundle, args.retrain)
     configs = apply_overrides(checkpoint_recipe(bundle, blob).method_configs, args.set, args.method,
@@ -194,8 +194,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _method_list(text: str) -> list[str]:
+    methods = [m for m in text.split(",") if m]
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ValueError(f"--methods names {', '.join(repeated)} more than once; each method runs once per seed")
+    return methods
+
+
 def cmd_compare(args) -> int:
-    if args.requests:  # refused before any work
+    methods = _method_list(args.methods)  # everything below is refused before any work
+    if args.requests:
         from .sequential import parse_requests
 
         parse_requests(args.requests)
@@ -205,20 +214,23 @@ def cmd_compare(args) -> int:
     prepare_out(args)
     blob = load_checkpoint(args.checkpoint, args.arch) if args.checkpoint else None
     bundle = _bundle(args, blob)
+    recipe = checkpoint_recipe(bundle, blob) if args.checkpoint else recipe_for(bundle, args.arch, args.epochs)
+    recipe.method_configs = apply_overrides(recipe.method_configs, args.set, used=("retrain", *methods))
+    earlier = Ledger.of_checkpoint(blob).rows(bundle.train.names) if blob else None  # never retained again
     if args.checkpoint:
         model = model_from_checkpoint(blob, bundle, args.checkpoint)
-        recipe = checkpoint_recipe(bundle, blob)
     else:
-        recipe = recipe_for(bundle, args.arch, args.epochs)
         torch.manual_seed(args.seed)
         model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, torch.device(args.device),
                             seed=args.seed, progress=not args.quiet, desc="original", execution=_execution(args))
-    methods = [m for m in args.methods.split(",") if m]
-    recipe.method_configs = apply_overrides(recipe.method_configs, args.set, used=("retrain", *methods))
     model.to(args.device)
     if args.requests:
+        if earlier is not None and earlier.numel():
+            raise ValueError(f"{args.checkpoint} has already forgotten {earlier.numel()} samples; --requests starts "
+                             "from a model that has forgotten nothing (compare one request with --forget instead)")
         return _compare_sequential(args, model, bundle, recipe, methods)
-    rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, _runtime(args), args.audit)
+    rows, title = run_comparison(model, bundle, recipe, args.forget, methods, args.seed, _runtime(args), args.audit,
+                                 already_forgotten=earlier)
     if distributed.is_main():
         stamp = provenance(args)
         print(write_report(rows, Path(args.out), "compare", title, extra={"forget": args.forget, "provenance": stamp},

@@ -29,12 +29,17 @@ def nonnegative_int(text: str) -> int:
     return positive_int(text, least=0)
 
 
-def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
+def _common(parser: argparse.ArgumentParser, out_default: str | None, trains: bool = True) -> None:
+    """The shared flags; a command that writes nothing (``out_default=None``) has no --out or
+    --force, and one that trains nothing (``trains=False``) has no execution-path switches."""
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and unlearning (default: %(default)s)")
-    parser.add_argument("--out", default=out_default, help="output directory (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="overwrite this command's output files in --out")
+    if out_default is not None:
+        parser.add_argument("--out", default=out_default, help="output directory (default: %(default)s)")
+        parser.add_argument("--force", action="store_true", help="overwrite this command's output files in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    if not trains:
+        return
     parser.add_argument("--execution", choices=("auto", "fast", "reference"), default="auto",
                         help="fast: on-device data and bf16 autocast; reference: DataLoader, fp32 "
                              "(default: fast on CUDA, reference on CPU)")
@@ -178,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random:FRACTION, class:LABEL or indices:FILE (default: the record's, else the one the "
                         "checkpoint was unlearned with, else random:0.1)")
     p.add_argument("--record", default=None, help="record.json of the unlearning run: reuse its forget set and seed")
-    _common(p, "wsscl_out")
+    _common(p, None, trains=False)  # measures and prints; writes nothing
     p.set_defaults(seed=None)  # None: the record's or the checkpoint's seed
 
     p = _subcommand(sub, "compare")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .api import compare
-from .data import load_bundle, make_scenario
+from .data import load_bundle, make_scenario, without
 from .execution import Execution, Runtime
 from .methods import UNLEARNING_METHODS
 from .metrics import predict_split
@@ -19,9 +19,13 @@ DEMO_SCENARIOS = (("class:3", "classwise", "forgetting every '3' (class-wise)"),
 
 
 def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, runtime: Runtime,
-                   audit: bool = False) -> tuple[list[dict], str]:
-    """(rows of :func:`~wsscl_fast.api.compare`, report title) for one forget spec and seed."""
+                   audit: bool = False, already_forgotten=None) -> tuple[list[dict], str]:
+    """(rows of :func:`~wsscl_fast.api.compare`, report title) for one forget spec and seed.
+    ``already_forgotten``: training rows the model forgot earlier (its ledger); they are in no
+    retain set, Retrain's included."""
     scenario = make_scenario(bundle, forget_spec, seed=seed)
+    if already_forgotten is not None:
+        scenario = without(scenario, already_forgotten)
     rows = compare(model, scenario, methods, recipe.method_configs, audit=audit, seed=seed, runtime=runtime)
     return rows, (f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} "
                   f"({len(scenario.forget)} of {len(bundle.train)} samples)")

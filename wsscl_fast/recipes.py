@@ -111,6 +111,10 @@ def apply_overrides(configs: dict, overrides: list[str], default_method: str | N
         if field_name not in current:
             raise ValueError(f"--set {item!r}: {type(configs[method]).__name__} has no field {field_name!r}; "
                              f"fields: {sorted(current)}")
+        reads = METHODS[method].reads
+        if field_name not in reads:
+            raise ValueError(f"--set {item!r}: {method} does not read {field_name!r}, so setting it would change "
+                             f"nothing; {method} reads: {', '.join(reads)}")
         try:
             current[field_name] = _parse_like(raw, current[field_name])
         except ValueError:

@@ -20,6 +20,7 @@ import torch
 from .checkpoint import atomic_write_bytes, load_checkpoint
 from .data import forgotten_scenario, make_scenario, without
 from .ledger import Ledger
+from .methods import get_method
 
 RECORD_VERSION = 2  # 2: "backends" ({op: [backend that ran it]}) replaces "backend"
 
@@ -81,7 +82,7 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
         original_weights_sha256=original_digest,
         unlearned_weights_sha256=weights_digest(result.model.state_dict()),
         forget_set=dict(count=int(ids.unique().numel()), ids_sha256=ids_digest(ids), scenario=scenario),
-        method=result.method, config=result.config.to_dict(), seed=seed,
+        method=result.method, config=get_method(result.method).applied(result.config), seed=seed,
         backends=result.info.get("backends", {}),  # {op: [backend]}: what actually ran, not what was asked
         device=str(device), device_name=device_name(device),
         software=software_versions(), rte_seconds=result.rte, timings=result.timings, metrics=result.metrics,
@@ -148,7 +149,7 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
                        f"original")
     if ids is not None and ids_digest(ids) != record.get("forget_set", {}).get("ids_sha256"):
         return False, f"the given ids are not the forget set of {record_path} (ids SHA-256 differs)"
-    model_blob = load_checkpoint(model_path)
+    model_blob = load_checkpoint(model_path, weights_only_use=True)
     actual = weights_digest(model_blob["state_dict"])
     if actual == expected:
         chain = _chain_problem(record, record_path, model_blob)

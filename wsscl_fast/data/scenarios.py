@@ -29,13 +29,14 @@ def class_forget_split(labels: torch.Tensor, forget_class: int) -> tuple[torch.T
     return forget, (labels != forget_class).nonzero().flatten()
 
 
-def read_index_file(path: Path, names=None) -> list[int]:
+def read_index_file(path: Path, names=None, held_out_names=()) -> list[int]:
     """Sample positions from a file, one per line (blank lines ignored): an integer position,
     or, given the dataset's ``names``, a sample's own name (e.g. ``cat/0042.jpg``). A bad
-    line is named."""
+    line is named; so is a name of ``held_out_names`` (the validation split: no model trained on it)."""
     if not path.is_file():
         raise FileNotFoundError(f"forget index file {path} does not exist")
     position = {name: i for i, name in enumerate(names)} if names is not None else {}
+    held_out = set(held_out_names)
     ids = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         token = line.strip()
@@ -44,6 +45,9 @@ def read_index_file(path: Path, names=None) -> list[int]:
         if token in position:
             ids.append(position[token])
             continue
+        if token in held_out:
+            raise ValueError(f"{path}, line {number}: {token!r} is a validation-split sample, held out of training, "
+                             "so no model trained on it and there is nothing to forget; list training samples only")
         try:
             ids.append(int(token))
         except ValueError:
@@ -166,7 +170,7 @@ def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenari
             Subset(bundle.test, (test_labels == cls).nonzero().flatten().tolist()), forget, bundle.validation,
         )
     elif kind == "indices":
-        ids = read_index_file(Path(value), bundle.train.names)
+        ids = read_index_file(Path(value), bundle.train.names, getattr(bundle.validation, "names", ()))
         forget, retain = index_forget_split(n, ids)
     else:
         raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")

@@ -5,7 +5,7 @@ from .common import cross_entropy_step, make_sgd
 from .registry import register
 
 
-@register("ft", BaselineConfig, "fine-tune on the retain set")
+@register("ft", BaselineConfig, "fine-tune on the retain set", reads=("epochs", "lr"))
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.lr)

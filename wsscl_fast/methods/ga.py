@@ -5,7 +5,7 @@ from .common import cross_entropy_step, make_sgd
 from .registry import register
 
 
-@register("ga", BaselineConfig, "gradient ascent on the forget set")
+@register("ga", BaselineConfig, "gradient ascent on the forget set", reads=("ga_epochs", "ga_lr"))
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.ga_lr)

@@ -7,7 +7,7 @@ from .common import augmented, make_sgd
 from .registry import register
 
 
-@register("l1_sparse", BaselineConfig, "fine-tune with a decaying l1 penalty")
+@register("l1_sparse", BaselineConfig, "fine-tune with a decaying l1 penalty", reads=("epochs", "lr", "l1_alpha"))
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         optimizer = make_sgd(model, config, config.lr)

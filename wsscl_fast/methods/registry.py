@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -91,16 +91,31 @@ class MethodSpec:
     run: RunFunction
     config_class: type
     description: str
+    reads: tuple[str, ...]  #: the config fields the method reads; setting any other is refused
+
+    def applied(self, config) -> dict:
+        """The fields of ``config`` this method reads: what a record says was applied."""
+        return {k: v for k, v in config.to_dict().items() if k in self.reads}
 
 
 METHODS: dict[str, MethodSpec] = {}
 
+#: the fields every method reads through its loaders, optimizer and augmentation (methods/common.py)
+SHARED_FIELDS = ("batch_size", "momentum", "weight_decay", "aug_pad", "aug_flip")
 
-def register(name: str, config_class: type, description: str):
-    """Decorator: ``@register("ft", BaselineConfig, "fine-tune on D_r")`` on ``run(model, forget, retain, config, ctx)``."""
+
+def register(name: str, config_class: type, description: str, reads: tuple[str, ...] | None = None):
+    """Decorator: ``@register("ft", BaselineConfig, "fine-tune on D_r", reads=(...))`` on
+    ``run(model, forget, retain, config, ctx)``. ``reads``: the method's own fields besides
+    :data:`SHARED_FIELDS` (None: every field of ``config_class``)."""
+    every = tuple(f.name for f in fields(config_class))
+    chosen = every if reads is None else tuple(f for f in every if f in (*SHARED_FIELDS, *reads))
+    unknown = set(reads or ()) - set(every)
+    if unknown:
+        raise ValueError(f"{name} declares fields {sorted(unknown)} that {config_class.__name__} does not have")
 
     def decorate(run: RunFunction) -> RunFunction:
-        METHODS[name] = MethodSpec(name, run, config_class, description)
+        METHODS[name] = MethodSpec(name, run, config_class, description, chosen)
         return run
 
     return decorate

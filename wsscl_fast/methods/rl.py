@@ -34,7 +34,7 @@ def random_label_unlearning(model, forget_loader, retain_loader, config, ctx, sa
               **ctx.loop(len(forget_loader) + len(retain_loader)))
 
 
-@register("rl", BaselineConfig, "random labels on the forget set + CE on the retain set")
+@register("rl", BaselineConfig, "random labels on the forget set + CE on the retain set", reads=("epochs", "lr"))
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("unlearn"):
         random_label_unlearning(model, forget_loader, retain_loader, config, ctx)

@@ -6,7 +6,8 @@ from .registry import register
 from .rl import random_label_unlearning
 
 
-@register("salun", BaselineConfig, "RL with SalUn's hard saliency mask (gamma = 0.5)")
+@register("salun", BaselineConfig, "RL with SalUn's hard saliency mask (gamma = 0.5)",
+          reads=("epochs", "lr", "saliency_ratio"))
 def run(model, forget_loader, retain_loader, config: BaselineConfig, ctx):
     with ctx.stage("saliency"):
         mask = compute_saliency(model, forget_loader, ratio=config.saliency_ratio, mode="hard",

@@ -1,0 +1,92 @@
+"""What the command line refuses, and what it reads, so that a run never silently does something
+other than what it was asked: fields a method ignores, a method named twice, options that would
+do nothing, the checkpoint's ledger in `compare`, held-out samples named for forgetting, and
+bare state_dicts where only their weights matter."""
+import json
+
+import pytest
+import torch
+
+from wsscl_fast.cli import main
+from wsscl_fast.data import load_digits_bundle
+from wsscl_fast.methods import METHODS
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    return out / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def forgot_class_3(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("u1")
+    assert main(["unlearn", "--checkpoint", str(trained), "--forget", "class:3", "--method", "ft",
+                 "--set", "epochs=1", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["unlearn", "--method", "ft", "--set", "l1_alpha=100"], "ft does not read 'l1_alpha'"),
+    (["unlearn", "--method", "ga", "--set", "lr=0.5"], "ga does not read 'lr'"),
+    (["compare", "--methods", "ft", "--set", "ft.l1_alpha=100"], "ft does not read 'l1_alpha'"),
+])
+def test_a_field_the_method_does_not_read_is_refused_by_name(trained, tmp_path, capsys, argv, message):
+    assert main([*argv, "--checkpoint", str(trained), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "reads:" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_record_holds_only_the_fields_the_method_read(forgot_class_3):
+    config = json.loads((forgot_class_3 / "record.json").read_text())["config"]
+    assert set(config) == set(METHODS["ft"].reads) and "l1_alpha" not in config and config["epochs"] == 1
+
+
+def test_compare_refuses_a_method_named_twice_before_any_work(trained, tmp_path, capsys):
+    assert main(["compare", "--checkpoint", str(trained), "--methods", "ft,ga,ft", "--out", str(tmp_path / "c"),
+                 "--quiet"]) == 2
+    assert "--methods names ft more than once" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("option", [["--out", "x"], ["--force"], ["--compile"], ["--execution", "fast"]])
+def test_evaluate_offers_no_option_that_would_do_nothing(trained, capsys, option):
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--checkpoint", str(trained), *option])
+    assert stop.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_compare_reads_the_checkpoints_ledger(forgot_class_3, tmp_path, monkeypatch):
+    """Class 3 was forgotten by u1: comparing class 5 on u1 retains no 3 (Retrain included)."""
+    import wsscl_fast.comparisons as comparisons
+
+    seen = {}
+
+    def record_scenario(model, scenario, methods, configs, **kwargs):
+        seen["scenario"] = scenario
+        return []
+    monkeypatch.setattr(comparisons, "compare", record_scenario)
+    monkeypatch.setattr("wsscl_fast.cli.write_report", lambda *args, **kwargs: "")
+    assert main(["compare", "--checkpoint", str(forgot_class_3 / "unlearned.pt"), "--forget", "class:5",
+                 "--methods", "ft", "--out", str(tmp_path / "c"), "--quiet"]) == 0
+    retain_labels = {int(seen["scenario"].retain[i][1]) for i in range(len(seen["scenario"].retain))}
+    assert 3 not in retain_labels and 5 not in retain_labels and retain_labels == set(range(10)) - {3, 5}
+
+
+def test_a_validation_sample_named_for_forgetting_is_refused_as_such(trained, tmp_path, capsys):
+    held_out = load_digits_bundle().validation.names[0]
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{held_out}\n")
+    assert main(["unlearn", "--checkpoint", str(trained), "--forget", f"indices:{ids}", "--method", "ft",
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert f"{held_out!r} is a validation-split sample, held out of training" in capsys.readouterr().err
+
+
+def test_verify_takes_a_bare_state_dict(forgot_class_3, tmp_path, capsys):
+    """verify only hashes the weights: a bare state_dict needs no architecture (verify has no --arch)."""
+    bare = tmp_path / "bare.pt"
+    torch.save(torch.load(forgot_class_3 / "unlearned.pt", weights_only=True)["state_dict"], bare)
+    assert main(["verify", str(forgot_class_3 / "record.json"), str(bare)]) == 0
+    assert "is the model described by" in capsys.readouterr().out
