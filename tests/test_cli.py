@@ -423,7 +423,7 @@ def test_a_deletion_stays_deleted_across_requests(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"every sample of the checkpoint's ledger ({len(ledger['forgotten'])} samples from 2 requests)" in out
     assert main(["verify", str(u2 / "record.json"), str(u2 / "unlearned.pt")]) == 0
-    assert "request 2 of its ledger, linked to the record before it" in capsys.readouterr().out
+    assert "request 2 of its ledger, every earlier record (1) read and linked" in capsys.readouterr().out
     edited = json.loads((u2 / "record.json").read_text())
     edited["metrics"]["UA"] = 0.0  # an unsigned record edited after the fact: the ledger's digest catches it
     (tmp_path / "edited.json").write_text(json.dumps(edited))

@@ -90,3 +90,37 @@ def test_verify_takes_a_bare_state_dict(forgot_class_3, tmp_path, capsys):
     torch.save(torch.load(forgot_class_3 / "unlearned.pt", weights_only=True)["state_dict"], bare)
     assert main(["verify", str(forgot_class_3 / "record.json"), str(bare)]) == 0
     assert "is the model described by" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def two_requests(forgot_class_3, tmp_path_factory):
+    u2 = tmp_path_factory.mktemp("u2")
+    assert main(["unlearn", "--checkpoint", str(forgot_class_3 / "unlearned.pt"), "--forget", "class:5", "--method",
+                 "ft", "--set", "epochs=1", "--out", str(u2), "--quiet"]) == 0
+    return forgot_class_3, u2
+
+
+def test_verify_reads_every_earlier_record(two_requests, capsys):
+    u1, u2 = two_requests
+    assert main(["verify", str(u2 / "record.json"), str(u2 / "unlearned.pt")]) == 0
+    assert "every earlier record (1) read and linked" in capsys.readouterr().out
+    original = (u1 / "record.json").read_text()
+    try:  # request 1's record edited in place: verify of request 2 must notice, and name request 1
+        edited = json.loads(original)
+        edited["metrics"]["UA"] = 0.0
+        (u1 / "record.json").write_text(json.dumps(edited))
+        assert main(["verify", str(u2 / "record.json"), str(u2 / "unlearned.pt")]) == 1
+        assert "request 1's record" in capsys.readouterr().out
+    finally:
+        (u1 / "record.json").write_text(original)
+
+
+def test_verify_notices_names_removed_from_the_ledger(two_requests, tmp_path, capsys):
+    _, u2 = two_requests
+    blob = torch.load(u2 / "unlearned.pt", weights_only=True)
+    blob["ledger"]["forgotten"] = blob["ledger"]["forgotten"][10:]  # 10 deletions quietly dropped
+    tampered = tmp_path / "tampered.pt"
+    torch.save(blob, tampered)
+    assert main(["verify", str(u2 / "record.json"), str(tampered)]) == 1
+    out = capsys.readouterr().out
+    assert "request 2: the model's ledger lists" in out and "not the ones its record" in out

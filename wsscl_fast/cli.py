@@ -20,8 +20,9 @@ from .execution import Execution, Runtime
 from .ledger import Ledger, file_sha256
 from .metrics import evaluate_unlearning, predict_split
 from .recipes import apply_overrides, checkpoint_recipe, model_from_checkpoint, recipe_for
-from .record import (build_record, check_retrain, device_name, evaluation_scenario, verify_record, weights_digest,
-                     write_record)
+from .methods import get_method
+from .record import (build_record, check_retrain, device_name, evaluation_scenario, previous_record_link, verify_record,
+                     weights_digest, write_record)
 from .runstate import RunInterrupted, RunState
 from .report import write_report
 from .training import train_model
@@ -138,17 +139,19 @@ def cmd_unlearn(args) -> int:
     if not distributed.is_main():  # every rank holds the same result; rank 0 writes it
         return 0
     summary = dict(method=args.method, forget=args.forget, seed=args.seed, rte=result.rte, timings=result.timings,
-                   metrics=result.metrics, audit=result.audit, config=result.config.to_dict(), info=result.info)
+                   metrics=result.metrics, audit=result.audit, config=get_method(args.method).applied(result.config),
+                   info=result.info)
     atomic_write_bytes(json.dumps(summary, indent=2).encode(), out / "unlearn.json")
     retrain_metrics = None
     if retrain_model is not None:
         retrain_metrics = evaluate_unlearning(retrain_model.to(args.device), scenario.forget, scenario.retain,
                                               scenario.test, scenario.forgotten_test)
+    names = [bundle.train.names[i] for i in scenario.forget_indices.tolist()]
     record = build_record(original_digest, result, scenario.forget_indices, seed=args.seed, device=args.device,
                           scenario=args.forget, retrain_metrics=retrain_metrics, ledger=ledger,
-                          every_forgotten=every_forgotten)
+                          every_forgotten=every_forgotten, forgotten_names=ledger.extended(names, "").forgotten,
+                          previous_record=previous_record_link(args.checkpoint, ledger, out))
     write_record(record, out / "record.json", key=key)
-    names = [bundle.train.names[i] for i in scenario.forget_indices.tolist()]
     save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"}
                 | {"unlearned_by": args.method, "forget": args.forget, "forget_seed": args.seed,
                    "ledger": ledger.extended(names, file_sha256(out / "record.json")).to_dict()}, target)

@@ -49,6 +49,11 @@ class Ledger:
         return Ledger(self.forgotten + new, self.records + (record_sha256,))
 
 
+def names_digest(names) -> str:
+    """SHA-256 of forgotten sample names, in ledger order: what a record says its model's ledger holds."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
 def file_sha256(path) -> str:
     with open(path, "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest()

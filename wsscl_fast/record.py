@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
 from .data import forgotten_scenario, make_scenario, without
-from .ledger import Ledger
+from .ledger import Ledger, file_sha256, names_digest
 from .methods import get_method
 
 RECORD_VERSION = 2  # 2: "backends" ({op: [backend that ran it]}) replaces "backend"
@@ -68,11 +69,14 @@ def software_versions() -> dict:
 
 def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
                  scenario: str | None = None, retrain_metrics: dict | None = None,
-                 ledger: Ledger | None = None, every_forgotten=None) -> dict:
+                 ledger: Ledger | None = None, every_forgotten=None, forgotten_names=None,
+                 previous_record: str | None = None) -> dict:
     """The record of one unlearning run (``result`` is an :class:`~wsscl_fast.api.UnlearnResult`;
     ``original_digest`` is :func:`weights_digest` of the original state dict). With ``ledger``
     (the original's) and ``every_forgotten`` (the rows forgotten by it and this request), the
-    record names the record before it and digests everything forgotten so far."""
+    record names the record before it (its SHA-256, and ``previous_record``: its file, relative to
+    this record's folder) and digests everything forgotten so far, by row and by name
+    (``forgotten_names``: the new model's ledger)."""
     from .metrics import avg_gap
 
     ids = torch.as_tensor(forget_ids, dtype=torch.int64)
@@ -91,8 +95,10 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
         record["retrain"] = dict(metrics=retrain_metrics, avg_gap=avg_gap(result.metrics, retrain_metrics))
     if ledger is not None:
         every = torch.as_tensor(every_forgotten, dtype=torch.int64)
-        record["ledger"] = dict(previous_record_sha256=ledger.previous_record, request=len(ledger.records) + 1,
-                                forgotten_count=int(every.numel()), forgotten_ids_sha256=ids_digest(every))
+        record["ledger"] = dict(previous_record_sha256=ledger.previous_record, previous_record=previous_record,
+                                request=len(ledger.records) + 1, forgotten_count=int(every.numel()),
+                                forgotten_ids_sha256=ids_digest(every),
+                                forgotten_names_sha256=names_digest(forgotten_names or ()))
     return record
 
 
@@ -110,19 +116,50 @@ def write_record(record: dict, path, key: bytes | None = None) -> Path:
     return atomic_write_bytes(json.dumps(record, indent=2, sort_keys=True).encode(), path)
 
 
-def _chain_problem(record: dict, record_path: Path, model_blob: dict) -> str | None:
-    """Why the model's ledger and the record do not link up (None when they do): the ledger's
-    last entry must be this record file's SHA-256, and the record's predecessor the entry before."""
-    from .ledger import file_sha256
+def previous_record_link(checkpoint_path, ledger: Ledger, out) -> str | None:
+    """The previous request's record.json (beside the checkpoint it wrote), relative to ``out``,
+    when it is the one the ledger names; None for a first request or when it is not there."""
+    if not ledger.records:
+        return None
+    candidate = Path(checkpoint_path).resolve().parent / "record.json"
+    if candidate.is_file() and file_sha256(candidate) == ledger.previous_record:
+        return os.path.relpath(candidate, Path(out).resolve())
+    return None
 
-    records = (model_blob.get("ledger") or {}).get("records") or []
+
+def _chain_problem(record: dict, record_path: Path, model_blob: dict) -> str | None:
+    """Why the model's ledger and its chain of records do not agree (None when they do), naming
+    the request: this record must be the ledger's last entry and digest the ledger's forgotten
+    names; each earlier record, found through the link its successor names, must be the file the
+    ledger lists for its request and link to the one before it."""
+    stored = model_blob.get("ledger") or {}
+    records, names = stored.get("records") or [], stored.get("forgotten") or []
     if not records:
         return None
+    request = len(records)
     if records[-1] != file_sha256(record_path):
         return f"{record_path} is not the last record of the model's ledger (its SHA-256 differs from the ledger's)"
-    previous = (record.get("ledger") or {}).get("previous_record_sha256")
-    if previous != (records[-2] if len(records) > 1 else None):
-        return f"{record_path} names a previous record that is not the one before it in the model's ledger"
+    link = record.get("ledger") or {}
+    if "forgotten_names_sha256" in link and link["forgotten_names_sha256"] != names_digest(names):
+        return (f"request {request}: the model's ledger lists {len(names)} forgotten samples, not the ones its record "
+                f"{record_path} digests (the ledger was edited, or belongs to another chain)")
+    current, current_path = record, Path(record_path)
+    for k in range(request, 0, -1):
+        link = current.get("ledger") or {}
+        if link.get("previous_record_sha256") != (records[k - 2] if k > 1 else None):
+            return f"request {k}'s record {current_path} names a previous record that is not the one the ledger lists"
+        if k == 1:
+            break
+        if link.get("previous_record") is None:
+            return (f"request {k}'s record {current_path} names no file for request {k - 1}'s record, so the chain "
+                    "before it cannot be checked")
+        previous_path = current_path.parent / link["previous_record"]
+        if not previous_path.is_file():
+            return f"request {k - 1}'s record is not at {previous_path}, where request {k}'s record says it is"
+        if file_sha256(previous_path) != records[k - 2]:
+            return (f"request {k - 1}'s record {previous_path} is not the one the ledger lists (its SHA-256 differs: "
+                    "edited after the fact?)")
+        current, current_path = json.loads(previous_path.read_text()), previous_path
     return None
 
 
@@ -158,7 +195,8 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
         checks = [name for name, done in (("signature", key is not None), ("forget ids", ids is not None)) if done]
         suffix = f"; {' and '.join(checks)} checked" if checks else ""
         if model_blob.get("ledger", {}).get("records"):
-            suffix += f"; request {len(model_blob['ledger']['records'])} of its ledger, linked to the record before it"
+            requests = len(model_blob["ledger"]["records"])
+            suffix += f"; request {requests} of its ledger, every earlier record ({requests - 1}) read and linked"
         if "hmac_sha256" not in record:
             suffix += "; UNSIGNED: the record carries no signature, so an edit of it would go unnoticed"
         elif key is None:
