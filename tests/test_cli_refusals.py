@@ -124,3 +124,37 @@ def test_verify_notices_names_removed_from_the_ledger(two_requests, tmp_path, ca
     assert main(["verify", str(u2 / "record.json"), str(tampered)]) == 1
     out = capsys.readouterr().out
     assert "request 2: the model's ledger lists" in out and "not the ones its record" in out
+
+
+def test_an_interrupted_compare_exits_130_with_one_line(trained, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("wsscl_fast.cli.run_comparison", interrupted)
+    try:
+        code = main(["compare", "--checkpoint", str(trained), "--methods", "ft", "--out", str(tmp_path / "c"),
+                     "--quiet"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main() as a traceback")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err == ["wsscl-fast compare: interrupted; nothing of this run was kept (outputs are "
+                                   "written only when complete)"], err
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_signal_outside_a_step_loop_interrupts_at_once(tmp_path):
+    """SIGTERM during the audit or an evaluation (no step loop to stop at) must not be held back."""
+    import os
+    import signal
+
+    from wsscl_fast.runstate import RunState
+
+    state = RunState(tmp_path / "run_state.pt", {})
+    with state.stop_on_signals():
+        state.in_loop = True  # inside a loop: the signal asks for a stop at the next step boundary
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert state.stop_requested
+        state.in_loop, state.stop_requested = False, False
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass

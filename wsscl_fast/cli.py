@@ -5,7 +5,9 @@ Each command reads its arguments (``cli_args.py`` defines them), calls the libra
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -283,11 +285,24 @@ COMMAND_FUNCTIONS = {"train": cmd_train, "unlearn": cmd_unlearn, "verify": cmd_v
                      "compare": cmd_compare, "demo": cmd_demo}
 
 
+def _interrupted(args, out: Path | None) -> str:
+    """The one line of an interrupted command: a resume hint only where a resume exists."""
+    if getattr(args, "resume", None) is not None and out is not None and (out / "run_state.pt").is_file():
+        return f"interrupted; the last checkpoint is {out / 'run_state.pt'} (continue with --resume)"
+    return "interrupted; nothing of this run was kept (outputs are written only when complete)"
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     out = Path(args.out) if getattr(args, "out", None) else None
     created_out = out if out is not None and not out.exists() else None
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None  # as Ctrl-C
     try:
         device = distributed.init_from_env(getattr(args, "device", None))  # under torchrun
         if device is not None:
@@ -296,8 +311,13 @@ def main(argv=None) -> int:
     except RunInterrupted as exc:
         print(f"wsscl-fast {args.command}: {exc}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print(f"wsscl-fast {args.command}: {_interrupted(args, out)}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as exc:
         print(f"wsscl-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         _remove_if_new_and_empty(created_out)

@@ -45,6 +45,7 @@ class RunState:
         self.generators: list[torch.Generator] = []
         self.entered: list[str] = []  # the names of the loops this run has started, in order
         self.stop_requested = False
+        self.in_loop = False  #: inside a step loop, which stops at its next step boundary on a signal
         self.saved = self._load() if resume else None
         self._loop_start_states = None
 
@@ -106,10 +107,11 @@ class RunState:
             raise ValueError(f"a run's loops need distinct names; {name!r} ran twice")
         self.entered.append(name)
         self._loop_start_states = self._generator_states()
+        if self.saved is not None and name in self.saved["finished"]:
+            return "skip"
+        self.in_loop = True
         if self.saved is None:
             return "fresh"
-        if name in self.saved["finished"]:
-            return "skip"
         if name != self.saved["loop"]:
             raise RuntimeError(f"resume: this run reached loop {name!r} before the saved loop {self.saved['loop']!r}")
         return "resume"
@@ -144,6 +146,9 @@ class RunState:
                          loop_start_states=self._loop_start_states, generator_states=self._generator_states()),
                     self.path)
 
+    def leave_loop(self) -> None:
+        self.in_loop = False
+
     def check_stop(self, desc: str, step: int) -> None:
         if not self.stop_requested:
             return
@@ -155,13 +160,18 @@ class RunState:
 
     @contextmanager
     def stop_on_signals(self):
-        """While active, SIGINT and SIGTERM ask the run to stop at the next step boundary."""
+        """While active, SIGINT and SIGTERM inside a step loop ask the run to stop at the next step
+        boundary (after the checkpoint where one falls); outside a loop (saliency, evaluation, the
+        audit), or on a second signal, they interrupt at once (KeyboardInterrupt)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def request_stop(signum, frame):
-            self.stop_requested = True
+            if self.in_loop and not self.stop_requested:
+                self.stop_requested = True
+                return
+            raise KeyboardInterrupt
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

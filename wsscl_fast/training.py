@@ -50,23 +50,27 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
     execution = execution or Execution.reference()  # None: no autocast
     check_every = steps_per_epoch or _CHECK_EVERY
     first_bad = None  # (step, loss) of the first non-finite loss, kept on the device
-    for step, batch in enumerate(step_bar(batches, initial=start, total=total, desc=desc, enabled=progress),
-                                 start=start):
-        with execution.autocast_context(device):
-            loss = loss_fn(batch)
-        first_bad = _track_nonfinite(first_bad, loss.detach().float(), step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        done = step + 1
-        if done == total or done % check_every == 0:
-            _raise_if_nonfinite(first_bad, desc)
-        if run_state is not None:
-            if done == total or (steps_per_epoch and done % steps_per_epoch == 0):
-                run_state.save(done, desc, model, optimizer, scheduler)
-            run_state.check_stop(desc, done)
+    try:
+        for step, batch in enumerate(step_bar(batches, initial=start, total=total, desc=desc, enabled=progress),
+                                     start=start):
+            with execution.autocast_context(device):
+                loss = loss_fn(batch)
+            first_bad = _track_nonfinite(first_bad, loss.detach().float(), step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            done = step + 1
+            if done == total or done % check_every == 0:
+                _raise_if_nonfinite(first_bad, desc)
+            if run_state is not None:
+                if done == total or (steps_per_epoch and done % steps_per_epoch == 0):
+                    run_state.save(done, desc, model, optimizer, scheduler)
+                run_state.check_stop(desc, done)
+    finally:
+        if run_state is not None:  # a signal outside the loop interrupts at once
+            run_state.leave_loop()
 
 
 def _track_nonfinite(first_bad, loss: torch.Tensor, step: int):
