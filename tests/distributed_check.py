@@ -69,8 +69,8 @@ def main(out):
         results[method] = dict(state=result.model.state_dict(), metrics=result.metrics)
     if distributed.is_main():
         torch.save(results, out)
-    if distributed.active():
-        dist.destroy_process_group()
+    del results
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

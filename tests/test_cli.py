@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from wsscl_fast.cli import main
+from wsscl_fast.data import load_digits_bundle
 
 
 @pytest.fixture(scope="module")
@@ -197,17 +198,29 @@ def test_evaluate_reuses_the_scenario_of_the_unlearning_run(checkpoint, tmp_path
     assert "forget set: random:0.1, seed 0" in capsys.readouterr().out
 
 
-def test_evaluate_refuses_a_record_whose_ids_file_changed(checkpoint, tmp_path, capsys):
+def test_evaluate_reads_a_records_forget_set_from_the_ledger_not_from_its_ids_file(checkpoint, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """A record's ``indices:FILE`` is never read again (not from the current directory, not after
+    the file changed): the request's samples come from the model's ledger, checked against the
+    record's digest; a ledger that no longer gives them is refused."""
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(str(i) for i in range(0, 60, 3)))
     out = tmp_path / "run"
     assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", f"indices:{ids}", "--method", "ft", "--set",
                  "epochs=1", "--out", str(out), "--quiet"]) == 0
     evaluate = ["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--record", str(out / "record.json")]
-    assert main(evaluate) == 0
-    ids.write_text("\n".join(str(i) for i in range(1, 60, 3)))
     capsys.readouterr()
-    assert main(evaluate) == 2
+    assert main(evaluate) == 0
+    first = capsys.readouterr().out
+    ids.write_text("\n".join(str(i) for i in range(1, 60, 3)))
+    monkeypatch.chdir(tmp_path / "run")
+    assert main(evaluate) == 0 and capsys.readouterr().out == first
+    blob = torch.load(out / "unlearned.pt", weights_only=True)
+    forgotten = blob["ledger"]["forgotten"]
+    other = next(name for name in load_digits_bundle().train.names if name not in forgotten)
+    blob["ledger"]["forgotten"] = forgotten[1:] + [other]  # another chain's ledger: one sample differs
+    torch.save(blob, out / "edited.pt")
+    assert main(["evaluate", "--checkpoint", str(out / "edited.pt"), "--record", str(out / "record.json")]) == 2
     assert "no longer gives the forget set" in capsys.readouterr().err
 
 
@@ -325,8 +338,11 @@ def test_a_retrain_that_saw_the_forget_set_is_refused(checkpoint, retrain_random
         return code == 2 and not (tmp_path / "u" / "unlearned.pt").exists() and capsys.readouterr().err
     assert "holds the original model's weights" in refused(checkpoint)
     other = tmp_path / "other"
-    assert main(["train", "--data", "digits", "--epochs", "1", "--seed", "1", "--out", str(other), "--quiet"]) == 0
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", str(other), "--quiet"]) == 0
     assert "trained on every sample" in refused(other / "model.pt")
+    other_split = tmp_path / "other_split"  # seed 1 splits digits differently: other training samples
+    assert main(["train", "--data", "digits", "--epochs", "1", "--seed", "1", "--out", str(other_split), "--quiet"]) == 0
+    assert "trained on other data" in refused(other_split / "model.pt")
     assert "so it trained on" in refused(retrain_random, seed="1")  # another random forget set
     assert "so it trained on" in refused(retrain_random, forget="class:3")
 
@@ -352,7 +368,6 @@ def test_unreadable_inputs_get_one_line_errors_and_verify_its_own_exit_code(chec
 def test_compare_trains_retrain_with_the_checkpoints_recipe(checkpoint, tmp_path):
     from wsscl_fast.checkpoint import load_checkpoint
     from wsscl_fast.recipes import checkpoint_recipe
-    from wsscl_fast.data import load_digits_bundle
     blob = load_checkpoint(str(checkpoint))
     recipe = checkpoint_recipe(load_digits_bundle(), blob)
     assert blob["train_config"]["epochs"] == 3  # the fixture trains 3 epochs; the digits default is 20
@@ -412,7 +427,16 @@ def test_a_deletion_stays_deleted_across_requests(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(u2 / "unlearned.pt"), "--forget", "class:3"]) == 0
     metrics = dict(item.split("=") for item in capsys.readouterr().out.split("\n")[1].split())
-    assert float(metrics["UA"]) == 100.0 and float(metrics["forgotten_class_TA"]) == 0.0, metrics
+    assert float(metrics["UA"]) == 100.0, metrics  # forgotten_class_TA: classes 3 and 5, both removed by now
+    from torch.utils.data import Subset
+
+    from wsscl_fast.checkpoint import load_checkpoint
+    from wsscl_fast.metrics import predict_split
+    from wsscl_fast.recipes import model_from_checkpoint
+    bundle = load_digits_bundle()
+    model = model_from_checkpoint(load_checkpoint(str(u2 / "unlearned.pt")), bundle, str(u2 / "unlearned.pt"))
+    threes = Subset(bundle.test, (bundle.test.labels == 3).nonzero().flatten().tolist())
+    assert predict_split(model, threes).accuracy == 0.0
     ledger = torch.load(u2 / "unlearned.pt", weights_only=True)["ledger"]
     digits_3_and_5 = {int(n.split(":")[1]) for n in ledger["forgotten"]}
     assert len(ledger["records"]) == 2 and len(digits_3_and_5) == len(ledger["forgotten"])

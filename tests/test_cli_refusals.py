@@ -158,3 +158,77 @@ def test_a_signal_outside_a_step_loop_interrupts_at_once(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):  # the handler runs between bytecodes
                 pass
+
+
+def _ledger(path):
+    return torch.load(path, weights_only=True)["ledger"]["forgotten"]
+
+
+def test_after_two_classes_ta_counts_only_the_classes_that_remain(two_requests):
+    """Classes 3 then 5: request 2's TA is on the 8 classes left, the test images of 3 and 5 apart."""
+    from torch.utils.data import Subset
+
+    from wsscl_fast.checkpoint import load_checkpoint
+    from wsscl_fast.metrics import predict_split
+    from wsscl_fast.recipes import model_from_checkpoint
+
+    _, u2 = two_requests
+    metrics = json.loads((u2 / "unlearn.json").read_text())["metrics"]
+    bundle = load_digits_bundle()
+    model = model_from_checkpoint(load_checkpoint(str(u2 / "unlearned.pt")), bundle, str(u2 / "unlearned.pt"))
+    gone = torch.isin(bundle.test.labels, torch.tensor([3, 5]))
+    remaining = predict_split(model, Subset(bundle.test, (~gone).nonzero().flatten().tolist())).accuracy
+    removed = predict_split(model, Subset(bundle.test, gone.nonzero().flatten().tolist())).accuracy
+    assert metrics["TA"] == pytest.approx(remaining) and metrics["forgotten_class_TA"] == pytest.approx(removed)
+
+
+def test_a_random_request_draws_among_the_samples_not_yet_forgotten(forgot_class_3, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["unlearn", "--checkpoint", str(forgot_class_3 / "unlearned.pt"), "--forget", "random:0.05",
+                 "--method", "ft", "--set", "epochs=1", "--out", str(out), "--quiet"]) == 0
+    before, after = _ledger(forgot_class_3 / "unlearned.pt"), _ledger(out / "unlearned.pt")
+    bundle = load_digits_bundle()
+    label = dict(zip(bundle.train.names, bundle.train.labels.tolist()))
+    new = after[len(before):]
+    assert all(label[name] != 3 for name in new)
+    assert len(new) == round(0.05 * (len(bundle.train) - len(before)))  # 5% of what the model still knows
+    assert json.loads((out / "record.json").read_text())["forget_set"]["count"] == len(new)
+    # the record's forget set is read back from the ledger (not drawn again over the whole dataset)
+    assert main(["evaluate", "--checkpoint", str(out / "unlearned.pt"), "--record", str(out / "record.json")]) == 0
+    assert "random:0.05" in capsys.readouterr().out
+
+
+def test_a_request_that_forgets_nothing_new_is_refused(forgot_class_3, tmp_path, capsys):
+    assert main(["unlearn", "--checkpoint", str(forgot_class_3 / "unlearned.pt"), "--forget", "class:3",
+                 "--method", "ft", "--out", str(tmp_path / "again"), "--quiet"]) == 2
+    assert "nothing new to forget" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
+
+
+def test_a_request_partly_forgotten_before_says_so(forgot_class_3, tmp_path, capsys):
+    bundle = load_digits_bundle()
+    threes = [n for n, y in zip(bundle.train.names, bundle.train.labels.tolist()) if y == 3][:4]
+    fours = [n for n, y in zip(bundle.train.names, bundle.train.labels.tolist()) if y == 4][:6]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(threes + fours) + "\n")
+    out = tmp_path / "partly"
+    assert main(["unlearn", "--checkpoint", str(forgot_class_3 / "unlearned.pt"), "--forget", f"indices:{ids}",
+                 "--method", "ft", "--set", "epochs=1", "--out", str(out), "--quiet"]) == 0
+    assert "4 of the requested samples were forgotten by earlier requests" in capsys.readouterr().err
+    assert json.loads((out / "record.json").read_text())["forget_set"]["count"] == 6
+
+
+@pytest.mark.parametrize("command", [["unlearn", "--forget", "class:3", "--method", "ft"], ["evaluate"],
+                                     ["compare", "--methods", "ft"]])
+def test_a_checkpoint_refuses_other_data_before_any_work(trained, tmp_path, capsys, command):
+    """A model trained on another copy of the data (other images under the same names' count)."""
+    blob = torch.load(trained, weights_only=True)
+    assert blob["data_identity"]["name"] == "digits" and blob["data_identity"]["train_size"] == 1257
+    blob["data_identity"]["names_sha256"] = "0" * 64
+    other = tmp_path / "other.pt"
+    torch.save(blob, other)
+    out = ["--out", str(tmp_path / "o"), "--quiet"] if command[0] != "evaluate" else []
+    assert main([command[0], "--checkpoint", str(other), *command[1:], *out]) == 2
+    err = capsys.readouterr().err
+    assert "trained on other data" in err and "names_sha256" in err
+    assert not (tmp_path / "o").exists()

@@ -17,9 +17,9 @@ from .api import unlearn
 from .cli_args import build_parser
 from .comparisons import DEMO_SCENARIOS, run_comparison, run_demo
 from .checkpoint import atomic_write_bytes, load_checkpoint, prepare_output_dir, save_model
-from .data import load_bundle, make_scenario, read_index_file, without, write_sample_ids
+from .data import load_bundle, read_index_file, request_scenario, write_sample_ids
 from .execution import Execution, Runtime
-from .ledger import Ledger, file_sha256
+from .ledger import Ledger, check_data_identity, data_identity, file_sha256
 from .metrics import evaluate_unlearning, predict_split
 from .recipes import apply_overrides, checkpoint_recipe, model_from_checkpoint, recipe_for
 from .methods import get_method
@@ -52,9 +52,11 @@ def _bundle(args, meta: dict | None = None):
         meta.get("validation_size", 0 if meta else None)
     if name == "digits" and args.validation_size is None:  # digits' split is fixed: only a size the user gave is refused
         validation = None
-    return load_bundle(name, args.data_root or meta.get("data_root"), args.train_size or meta.get("train_size"),
-                       args.test_size or meta.get("test_size"), seed=meta.get("data_seed", args.seed),
-                       download=args.download, validation_size=validation)
+    bundle = load_bundle(name, args.data_root or meta.get("data_root"), args.train_size or meta.get("train_size"),
+                         args.test_size or meta.get("test_size"), seed=meta.get("data_seed", args.seed),
+                         download=args.download, validation_size=validation)
+    check_data_identity(meta, bundle)  # before any work
+    return bundle
 
 
 OUTPUTS = {  # the files each command writes into --out; existing ones need --force
@@ -98,8 +100,9 @@ def cmd_train(args) -> int:
         train_model(model, bundle.train, recipe.train, torch.device(args.device), seed=args.seed,
                     progress=not args.quiet, run_state=run_state, execution=_execution(args))
     train_acc, test_acc = predict_split(model, bundle.train).accuracy, predict_split(model, bundle.test).accuracy
-    meta = dict(arch=recipe.arch, data=bundle.name, data_root=args.data_root, train_size=args.train_size,
-                test_size=args.test_size, validation_size=len(bundle.validation or ()), data_seed=args.seed,
+    meta = dict(arch=recipe.arch, data=bundle.name, data_identity=data_identity(bundle), data_root=args.data_root,
+                train_size=args.train_size, test_size=args.test_size, validation_size=len(bundle.validation or ()),
+                data_seed=args.seed,
                 train_accuracy=train_acc, test_accuracy=test_acc,
                 train_config=recipe.train.to_dict())
     path = Path(args.out) / "model.pt"
@@ -119,7 +122,8 @@ def cmd_unlearn(args) -> int:
     model = model_from_checkpoint(blob, bundle := _bundle(args, blob), args.checkpoint)
     ledger = Ledger.of_checkpoint(blob)
     earlier = ledger.rows(bundle.train.names)  # forgotten by earlier requests: never retained again
-    scenario = without(make_scenario(bundle, args.forget, seed=args.seed), earlier)
+    scenario = request_scenario(bundle, args.forget, args.seed, earlier)
+    _note_repeats(scenario)
     every_forgotten = torch.cat([earlier, scenario.forget_indices]).unique()
     retrain_model = None
     if args.retrain:  # checked before the run
@@ -152,6 +156,7 @@ def cmd_unlearn(args) -> int:
     record = build_record(original_digest, result, scenario.forget_indices, seed=args.seed, device=args.device,
                           scenario=args.forget, retrain_metrics=retrain_metrics, ledger=ledger,
                           every_forgotten=every_forgotten, forgotten_names=ledger.extended(names, "").forgotten,
+                          data=data_identity(bundle),
                           previous_record=previous_record_link(args.checkpoint, ledger, out))
     write_record(record, out / "record.json", key=key)
     save_model(result.model, {k: v for k, v in blob.items() if k != "state_dict"}
@@ -163,6 +168,13 @@ def cmd_unlearn(args) -> int:
     if result.audit:
         _print_metrics({k: v for k, v in result.audit.items() if k != "lira_scores"})
     return 0
+
+
+def _note_repeats(scenario) -> None:
+    """Say so when part of a request was forgotten by earlier requests (it is left out)."""
+    if scenario.already_forgotten:
+        print(f"note: {scenario.already_forgotten} of the requested samples were forgotten by earlier requests "
+              f"(the checkpoint's ledger); forgetting the {len(scenario.forget)} new ones", file=sys.stderr)
 
 
 def _key(args) -> bytes | None:
@@ -307,7 +319,9 @@ def main(argv=None) -> int:
         device = distributed.init_from_env(getattr(args, "device", None))  # under torchrun
         if device is not None:
             args.device = str(device)
-        return COMMAND_FUNCTIONS[args.command](args)
+        code = COMMAND_FUNCTIONS[args.command](args)
+        distributed.shutdown()  # only on the way out of a finished command: a failed rank would wait forever
+        return code
     except RunInterrupted as exc:
         print(f"wsscl-fast {args.command}: {exc}", file=sys.stderr)
         return 130

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .api import compare
-from .data import load_bundle, make_scenario, without
+from .data import load_bundle, make_scenario, request_scenario
 from .execution import Execution, Runtime
 from .methods import UNLEARNING_METHODS
 from .metrics import predict_split
@@ -22,10 +22,9 @@ def run_comparison(model, bundle, recipe, forget_spec: str, methods, seed: int, 
                    audit: bool = False, already_forgotten=None) -> tuple[list[dict], str]:
     """(rows of :func:`~wsscl_fast.api.compare`, report title) for one forget spec and seed.
     ``already_forgotten``: training rows the model forgot earlier (its ledger); they are in no
-    retain set, Retrain's included."""
-    scenario = make_scenario(bundle, forget_spec, seed=seed)
-    if already_forgotten is not None:
-        scenario = without(scenario, already_forgotten)
+    forget or retain set, Retrain's included, and a random spec draws among the others."""
+    scenario = (make_scenario(bundle, forget_spec, seed=seed) if already_forgotten is None else
+                request_scenario(bundle, forget_spec, seed, already_forgotten))
     rows = compare(model, scenario, methods, recipe.method_configs, audit=audit, seed=seed, runtime=runtime)
     return rows, (f"{bundle.name}, {recipe.arch}: forgetting {scenario.name} "
                   f"({len(scenario.forget)} of {len(bundle.train)} samples)")

@@ -5,6 +5,7 @@ initialised by :func:`init_from_env` (NCCL on GPUs, gloo on CPUs).
 """
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -43,6 +44,17 @@ def init_from_env(device: str | None = None) -> torch.device | None:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly: wait for every rank (no rank tears its connections down
+    while another still talks to it), free what still holds the group (DDP wrappers), then
+    destroy it while the interpreter is fully alive. A no-op outside torchrun."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 class EpochSampler(DistributedSampler):

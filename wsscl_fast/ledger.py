@@ -54,6 +54,24 @@ def names_digest(names) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
+def data_identity(bundle) -> dict:
+    """What a checkpoint records of the data it was trained on: the bundle's name, its training
+    size and the digest of its training sample names, in order."""
+    return dict(name=bundle.name, train_size=len(bundle.train), names_sha256=names_digest(bundle.train.names))
+
+
+def check_data_identity(meta: dict, bundle) -> None:
+    """Refuse ``bundle`` when the checkpoint ``meta`` says its model was trained on other data (a
+    checkpoint from before identities were recorded is not checked)."""
+    recorded = meta.get("data_identity")
+    if recorded is None or recorded == data_identity(bundle):
+        return
+    loaded = data_identity(bundle)
+    differs = [f"{key} {recorded.get(key)!r} (now {loaded[key]!r})" for key in loaded if recorded.get(key) != loaded[key]]
+    raise ValueError("the checkpoint was trained on other data than the data loaded now: " + ", ".join(differs) +
+                     "; load the data it was trained on (leave --data, --data-root and --train-size to the checkpoint)")
+
+
 def file_sha256(path) -> str:
     with open(path, "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest()

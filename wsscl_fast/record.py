@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
-from .data import forgotten_scenario, make_scenario, without
-from .ledger import Ledger, file_sha256, names_digest
+from .data import forgotten_scenario, make_scenario, with_removed_classes_apart, without
+from .ledger import Ledger, check_data_identity, file_sha256, names_digest
 from .methods import get_method
 
 RECORD_VERSION = 2  # 2: "backends" ({op: [backend that ran it]}) replaces "backend"
@@ -70,13 +70,14 @@ def software_versions() -> dict:
 def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
                  scenario: str | None = None, retrain_metrics: dict | None = None,
                  ledger: Ledger | None = None, every_forgotten=None, forgotten_names=None,
-                 previous_record: str | None = None) -> dict:
+                 previous_record: str | None = None, data: dict | None = None) -> dict:
     """The record of one unlearning run (``result`` is an :class:`~wsscl_fast.api.UnlearnResult`;
     ``original_digest`` is :func:`weights_digest` of the original state dict). With ``ledger``
     (the original's) and ``every_forgotten`` (the rows forgotten by it and this request), the
     record names the record before it (its SHA-256, and ``previous_record``: its file, relative to
     this record's folder) and digests everything forgotten so far, by row and by name
-    (``forgotten_names``: the new model's ledger)."""
+    (``forgotten_names``: the new model's ledger). ``data``: the identity of the data it ran on
+    (:func:`~wsscl_fast.ledger.data_identity`)."""
     from .metrics import avg_gap
 
     ids = torch.as_tensor(forget_ids, dtype=torch.int64)
@@ -91,6 +92,8 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
         device=str(device), device_name=device_name(device),
         software=software_versions(), rte_seconds=result.rte, timings=result.timings, metrics=result.metrics,
     )
+    if data is not None:
+        record["data"] = data
     if retrain_metrics is not None and result.metrics is not None:
         record["retrain"] = dict(metrics=retrain_metrics, avg_gap=avg_gap(result.metrics, retrain_metrics))
     if ledger is not None:
@@ -210,7 +213,9 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
 def check_retrain(retrain: dict, original: dict, bundle, forget_ids, path: str) -> None:
     """Refuse a --retrain that cannot be one: the original's own weights, or a model whose
     metadata says it trained on some of the forget samples (a `train` output saw every training
-    sample; an `unlearn --method retrain` output saw all but its own forget set)."""
+    sample; an `unlearn --method retrain` output saw all but its own forget set), or one trained
+    on other data."""
+    check_data_identity(retrain, bundle)
     if weights_digest(retrain["state_dict"]) == weights_digest(original["state_dict"]):
         raise ValueError(f"--retrain {path} holds the original model's weights; a Retrain is trained without the "
                          "forget set (make one with `unlearn --method retrain`)")
@@ -228,35 +233,50 @@ def check_retrain(retrain: dict, original: dict, bundle, forget_ids, path: str) 
                          f"of the {len(forget_ids)} samples forgotten so far (e.g. ids {seen[:5]})")
 
 
-def _stored_scenario(blob: dict, record_path) -> tuple[str | None, int | None]:
+def _stored_scenario(blob: dict, record: dict | None) -> tuple[str | None, int | None]:
     """(forget spec, seed) that a record (when given) or else an unlearned checkpoint names."""
-    if record_path:
-        record = json.loads(Path(record_path).read_text())
-        if record.get("forget_set", {}).get("scenario") is None:
-            raise ValueError(f"{record_path} names no forget scenario; pass --forget")
-        return record["forget_set"]["scenario"], record.get("seed")
+    if record is not None:
+        return record.get("forget_set", {}).get("scenario"), record.get("seed")
     return blob.get("forget"), blob.get("forget_seed")
+
+
+def _request_rows(bundle, ledger: Ledger, record: dict) -> torch.Tensor | None:
+    """Training rows of the request ``record`` describes, read from the model's ledger, which
+    lists each request's new samples in request order (None for a record without a ledger link)."""
+    link = record.get("ledger")
+    if not link:
+        return None
+    end = link["forgotten_count"]
+    names = ledger.forgotten[end - record["forget_set"]["count"]:end]
+    return Ledger(tuple(names)).rows(bundle.train.names)
 
 
 def evaluation_scenario(bundle, blob: dict, forget: str | None, seed: int | None, record_path=None):
     """(scenario, description) that ``evaluate`` measures a checkpoint on. Without ``forget`` and
     ``record_path``, a checkpoint with several requests in its ledger is measured on every sample
-    forgotten so far; otherwise on ``forget`` (else the record's, else the checkpoint's own, else
-    random:0.1), with every earlier forgotten sample out of the retain set. A record's forget set
-    must still give the ids its digest names."""
+    forgotten so far; with ``record_path``, on that request's samples (from the ledger); otherwise
+    on ``forget`` (else the checkpoint's own, else random:0.1). Every forgotten sample is out of
+    the retain set, and TA leaves out the classes removed. A record's forget set must still give
+    the ids its digest names."""
     ledger = Ledger.of_checkpoint(blob)
     earlier = ledger.rows(bundle.train.names)
     if len(ledger.records) > 1 and not (forget or record_path):
-        return (forgotten_scenario(bundle, earlier, f"{len(ledger.records)} requests"),
+        return (with_removed_classes_apart(bundle, forgotten_scenario(bundle, earlier, f"{len(ledger.records)} requests"),
+                                           earlier),
                 f"every sample of the checkpoint's ledger ({earlier.numel()} samples from {len(ledger.records)} requests)")
-    stored_forget, stored_seed = _stored_scenario(blob, record_path)
+    record = json.loads(Path(record_path).read_text()) if record_path else None
+    stored_forget, stored_seed = _stored_scenario(blob, record)
+    if record is not None and not forget and stored_forget is None:
+        raise ValueError(f"{record_path} names no forget scenario; pass --forget")
     spec = forget or stored_forget or "random:0.1"
     seed = seed if seed is not None else (stored_seed if stored_seed is not None else 0)
-    scenario = without(make_scenario(bundle, spec, seed=seed), earlier)  # forgotten samples are not "retained"
-    if record_path and not forget:
-        expected = json.loads(Path(record_path).read_text()).get("forget_set", {}).get("ids_sha256")
-        if expected != ids_digest(scenario.forget_indices):
+    rows = _request_rows(bundle, ledger, record) if record is not None and not forget else None
+    scenario = (without(make_scenario(bundle, spec, seed=seed), earlier) if rows is None  # forgotten: not "retained"
+                else without(forgotten_scenario(bundle, rows, spec), earlier))
+    scenario = with_removed_classes_apart(bundle, scenario, torch.cat([earlier, scenario.forget_indices]))
+    if record is not None and not forget:
+        if record.get("forget_set", {}).get("ids_sha256") != ids_digest(scenario.forget_indices):
             raise ValueError(f"{spec} (seed {seed}) no longer gives the forget set {record_path} describes (its "
-                             "ids SHA-256 differs: was the indices file changed?); pass the original ids file with "
-                             "--forget")
+                             "ids SHA-256 differs: was the indices file changed, or is this another chain's model?); "
+                             "pass the original ids file with --forget")
     return scenario, f"{spec}, seed {seed}"

@@ -8,14 +8,13 @@ on the cumulative retain set.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 
 import torch
 from torch import nn
-from torch.utils.data import Subset
 
-from .data import DataBundle, ForgetScenario, forgotten_scenario, make_scenario, random_forget_split
+from .data import (DataBundle, ForgetScenario, forgotten_scenario, make_scenario, random_forget_split,
+                   with_removed_classes_apart)
 from .execution import Runtime
 from .metrics import avg_gap, evaluate_unlearning
 
@@ -52,14 +51,8 @@ def sequential_requests(bundle: DataBundle, spec: str, seed: int = 0) -> list[Fo
 def cumulative(bundle: DataBundle, requests: list[ForgetScenario]) -> ForgetScenario:
     """Everything the ``requests`` forgot, as one scenario: forget = their union, retain = the
     rest; for class requests, TA on the remaining classes and the forgotten classes' test apart."""
-    so_far = forgotten_scenario(bundle, torch.cat([r.forget_indices for r in requests]).unique(),
-                                f"{len(requests)} requests")
-    if not all(r.forgotten_test is not None for r in requests):
-        return so_far
-    removed = torch.cat([bundle.train.labels[r.forget_indices] for r in requests]).unique()
-    gone = torch.isin(bundle.test.labels, removed)
-    return dataclasses.replace(so_far, test=Subset(bundle.test, (~gone).nonzero().flatten().tolist()),
-                               forgotten_test=Subset(bundle.test, gone.nonzero().flatten().tolist()))
+    rows = torch.cat([r.forget_indices for r in requests]).unique()
+    return with_removed_classes_apart(bundle, forgotten_scenario(bundle, rows, f"{len(requests)} requests"), rows)
 
 
 def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[ForgetScenario], methods, configs: dict,

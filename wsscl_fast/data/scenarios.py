@@ -83,6 +83,7 @@ class ForgetScenario:
     forgotten_test: Dataset | None  #: class-wise only: the test samples of the forgotten class
     forget_indices: torch.Tensor
     holdout: Dataset | None = None  #: the bundle's validation split: unseen data a method may calibrate on
+    already_forgotten: int = 0  #: requested samples left out because earlier requests forgot them
 
 
 def subset_without(retain: Subset, rows) -> Subset:
@@ -176,3 +177,54 @@ def make_scenario(bundle: DataBundle, spec: str, seed: int = 0) -> ForgetScenari
         raise ValueError(f"forget spec must be random:FRACTION, class:LABEL or indices:FILE, got {spec!r}")
     return ForgetScenario(f"{kind} {value}", Subset(bundle.train, forget.tolist()), Subset(bundle.train, retain.tolist()),
                           bundle.test, None, forget, bundle.validation)
+
+
+def removed_classes(bundle: DataBundle, forgotten_rows: torch.Tensor) -> torch.Tensor:
+    """The classes none of whose training samples is left once ``forgotten_rows`` are forgotten."""
+    labels = bundle.train.labels
+    gone = torch.zeros(len(labels), dtype=torch.bool)
+    gone[torch.as_tensor(forgotten_rows, dtype=torch.int64)] = True
+    return torch.tensor([int(c) for c in labels.unique() if gone[labels == c].all()], dtype=labels.dtype)
+
+
+def with_removed_classes_apart(bundle: DataBundle, scenario: ForgetScenario, forgotten_rows) -> ForgetScenario:
+    """``scenario`` measured as a model that forgot ``forgotten_rows`` (every request so far)
+    should be: TA on the test samples of the classes that remain, and the test samples of the
+    classes wholly removed apart (``forgotten_test``). Unchanged when no class is removed."""
+    removed = removed_classes(bundle, forgotten_rows)
+    if removed.numel() == 0:
+        return scenario
+    gone = torch.isin(bundle.test.labels, removed)
+    return dataclasses.replace(scenario, test=Subset(bundle.test, (~gone).nonzero().flatten().tolist()),
+                               forgotten_test=Subset(bundle.test, gone.nonzero().flatten().tolist()))
+
+
+def request_scenario(bundle: DataBundle, spec: str, seed: int, earlier: torch.Tensor) -> ForgetScenario:
+    """One more deletion request, ``spec`` as :func:`make_scenario` takes it, on a model that
+    already forgot the training rows ``earlier`` (its ledger). Its forget set holds only samples
+    not forgotten before (a ``random:F`` request draws F of those still known); its retain set
+    holds no forgotten sample; TA leaves out every class removed so far. A request that forgets
+    nothing new is refused."""
+    earlier = torch.as_tensor(earlier, dtype=torch.int64).unique()
+    n = len(bundle.train)
+    known = torch.ones(n, dtype=torch.bool)
+    known[earlier] = False
+    kind, _, value = spec.partition(":")
+    if kind == "random" and earlier.numel():
+        candidates = known.nonzero().flatten()
+        picked, _ = random_forget_split(len(candidates), _number(spec, value or "0.1", float, "a fraction in (0, 1)"),
+                                        seed)
+        requested = candidates[picked]
+    else:
+        requested = make_scenario(bundle, spec, seed=seed).forget_indices
+    forget = requested[known[requested]]
+    if forget.numel() == 0:
+        raise ValueError(f"forget {spec!r}: all {requested.numel()} of its samples were forgotten by earlier requests "
+                         "(the checkpoint's ledger), so there is nothing new to forget")
+    known[forget] = False
+    scenario = ForgetScenario(f"{kind} {value}", Subset(bundle.train, forget.tolist()),
+                              Subset(bundle.train, known.nonzero().flatten().tolist()), bundle.test, None, forget,
+                              bundle.validation, already_forgotten=int(requested.numel() - forget.numel()))
+    if kind == "class":
+        scenario.name = f"class {bundle.train.classes[int(value)]}"
+    return with_removed_classes_apart(bundle, scenario, torch.cat([earlier, forget]))
