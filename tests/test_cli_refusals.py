@@ -232,3 +232,37 @@ def test_a_checkpoint_refuses_other_data_before_any_work(trained, tmp_path, caps
     err = capsys.readouterr().err
     assert "trained on other data" in err and "names_sha256" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_refuses_a_methods_list_that_names_no_method(trained, tmp_path, capsys):
+    """`--methods ,` ran Retrain alone and wrote a report of no method (hostile trial, 2026-12-04)."""
+    assert main(["compare", "--checkpoint", str(trained), "--methods", ",", "--out", str(tmp_path / "c"),
+                 "--quiet"]) == 2
+    assert "names no method" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_a_cuda_device_without_one_is_refused_by_name(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["unlearn", "--checkpoint", str(trained), "--device", "cuda", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert "--device cuda: no CUDA device is available here" in capsys.readouterr().err
+
+
+def _names(tsv, label):
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
+    return [name for _, name, row_label in rows if row_label == str(label)]
+
+
+def test_verify_takes_the_forget_set_by_name(trained, two_requests, tmp_path, capsys):
+    """verify --ids read positions only, so the names file a request was made with could not be
+    checked (hostile trial, 2026-12-04); names are checked against the request's part of the ledger."""
+    u1, u2 = two_requests
+    tsv = trained.parent / "sample_ids.tsv"
+    cases = {"fives": (_names(tsv, 5), 0), "threes and fives": (_names(tsv, 3) + _names(tsv, 5), 0),
+             "fours": (_names(tsv, 4), 1), "one five short": (_names(tsv, 5)[1:], 1)}
+    for what, (names, code) in cases.items():
+        ids = tmp_path / f"{what}.txt"
+        ids.write_text("\n".join(names) + "\n")
+        assert main(["verify", str(u2 / "record.json"), str(u2 / "unlearned.pt"), "--ids", str(ids)]) == code, what
+        out = capsys.readouterr().out
+        assert ("forget names checked" in out) if code == 0 else ("not the forget set of request 2" in out), (what, out)

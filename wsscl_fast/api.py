@@ -104,12 +104,13 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     torch.manual_seed(seed)
     ctx.sync()
     start = time.perf_counter()
-    with backends.recording() as ops_backends, counting_work(target) as work:
+    with backends.recording() as ops_backends, counting_work(target) as ctx.work:
         spec.run(target, forget_loader, retain_loader, config, ctx)
     ctx.sync()
     rte = time.perf_counter() - start
     ctx.info["backends"] = ops_backends  # {op: [backend that ran it]}; empty for methods without fused ops
-    ctx.info["work"] = work.to_dict()  # samples through the model: the deterministic cost (work.py)
+    # samples through the model: the deterministic cost (work.py), and its share per timed stage
+    ctx.info["work"] = ctx.work.to_dict() | ({"by_stage": dict(ctx.stage_work)} if ctx.stage_work else {})
     target.eval()
     metrics = None
     if test is not None:

@@ -17,7 +17,7 @@ from .api import unlearn
 from .cli_args import build_parser
 from .comparisons import DEMO_SCENARIOS, run_comparison, run_demo
 from .checkpoint import atomic_write_bytes, load_checkpoint, prepare_output_dir, save_model
-from .data import load_bundle, read_index_file, request_scenario, write_sample_ids
+from .data import load_bundle, request_scenario, write_sample_ids
 from .execution import Execution, Runtime
 from .ledger import Ledger, check_data_identity, data_identity, file_sha256
 from .metrics import evaluate_unlearning, predict_split
@@ -187,13 +187,23 @@ def _key(args) -> bytes | None:
     return key
 
 
+def _read_ids(path: Path) -> tuple[list[int] | None, list[str] | None]:
+    """(positions, None) of an ids file of integers, else (None, names): verify takes either,
+    as ``indices:FILE`` does."""
+    tokens = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return [int(token) for token in tokens], None
+    except ValueError:
+        return None, tokens
+
+
 VERIFY_UNREADABLE = 3  #: verify's exit code when an input cannot be read (1 means "does not match")
 
 
 def cmd_verify(args) -> int:
     try:
-        ids = read_index_file(Path(args.ids)) if args.ids else None
-        matches, message = verify_record(args.record, args.model, ids=ids, key=_key(args))
+        ids, names = _read_ids(Path(args.ids)) if args.ids else (None, None)
+        matches, message = verify_record(args.record, args.model, ids=ids, names=names, key=_key(args))
     except (OSError, ValueError) as exc:
         print(f"wsscl-fast verify: unreadable input: {exc}", file=sys.stderr)
         return VERIFY_UNREADABLE
@@ -213,6 +223,8 @@ def cmd_evaluate(args) -> int:
 
 def _method_list(text: str) -> list[str]:
     methods = [m for m in text.split(",") if m]
+    if not methods:
+        raise ValueError(f"--methods {text!r} names no method; give one or more, comma-separated, e.g. ft,salun,wsscl")
     repeated = sorted({m for m in methods if methods.count(m) > 1})
     if repeated:
         raise ValueError(f"--methods names {', '.join(repeated)} more than once; each method runs once per seed")
@@ -308,6 +320,13 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _check_device(args) -> None:
+    """A CUDA --device on a machine without one is refused by name, before any work."""
+    device = getattr(args, "device", None)
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -316,6 +335,7 @@ def main(argv=None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None  # as Ctrl-C
     try:
+        _check_device(args)
         device = distributed.init_from_env(getattr(args, "device", None))  # under torchrun
         if device is not None:
             args.device = str(device)

@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subcommand(sub, "verify")
     p.add_argument("record", help="record.json written by `unlearn`")
     p.add_argument("model", help="model file (.pt) to check")
-    p.add_argument("--ids", default=None, help="file of the sample ids that were to be forgotten (one per line)")
+    p.add_argument("--ids", default=None, help="file of the samples that were to be forgotten, one per line: positions, or names "
+                        "as indices:FILE takes them (names are checked against the model's ledger)")
     p.add_argument("--key-file", default=None, help="the secret key record.json was signed with (unlearn --key-file)")
 
     p = _subcommand(sub, "evaluate")

@@ -166,11 +166,30 @@ def _chain_problem(record: dict, record_path: Path, model_blob: dict) -> str | N
     return None
 
 
-def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -> tuple[bool, str]:
+def _names_problem(record: dict, record_path: Path, model_blob: dict, names) -> str | None:
+    """Why sample ``names`` are not the ones the record's request forgot (None when they are):
+    its new names are the request's part of the model's ledger (the chain check has tied the
+    ledger to the record); names that earlier requests forgot may be listed too."""
+    link, forgotten = record.get("ledger") or {}, (model_blob.get("ledger") or {}).get("forgotten")
+    if not link or forgotten is None:
+        return (f"{record_path} has no ledger to read sample names against; give the forget ids as positions "
+                "(`train` writes the name -> position map to sample_ids.tsv)")
+    end = link["forgotten_count"]
+    start = end - record["forget_set"]["count"]
+    request, earlier = set(forgotten[start:end]), set(forgotten[:start])
+    given = set(names)
+    if given - earlier != request:
+        missing, extra = len(request - given), len(given - earlier - request)
+        return (f"the given names are not the forget set of request {link['request']} ({record_path}): "
+                f"{missing} of its {len(request)} samples are missing and {extra} other names are listed")
+    return None
+
+
+def verify_record(record_path, model_path, ids=None, key: bytes | None = None, names=None) -> tuple[bool, str]:
     """(matches, explanation): does the model file hold the unlearned weights the record names?
     Also fails when the record describes an unlearning that changed no weight, when ``ids``
-    (the forgotten sample ids) differ from the record's, and, with ``key``, when the record's
-    signature does not match."""
+    (the forgotten sample positions) or ``names`` (their names) differ from the record's request,
+    and, with ``key``, when the record's signature does not match."""
     record_path = Path(record_path)
     if not record_path.is_file():
         raise FileNotFoundError(f"record {record_path} does not exist")
@@ -192,10 +211,12 @@ def verify_record(record_path, model_path, ids=None, key: bytes | None = None) -
     model_blob = load_checkpoint(model_path, weights_only_use=True)
     actual = weights_digest(model_blob["state_dict"])
     if actual == expected:
-        chain = _chain_problem(record, record_path, model_blob)
+        chain = _chain_problem(record, record_path, model_blob) or (
+            _names_problem(record, record_path, model_blob, names) if names is not None else None)
         if chain is not None:
             return False, chain
-        checks = [name for name, done in (("signature", key is not None), ("forget ids", ids is not None)) if done]
+        checks = [name for name, done in (("signature", key is not None), ("forget ids", ids is not None),
+                                          ("forget names", names is not None)) if done]
         suffix = f"; {' and '.join(checks)} checked" if checks else ""
         if model_blob.get("ledger", {}).get("records"):
             requests = len(model_blob["ledger"]["records"])

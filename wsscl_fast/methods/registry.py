@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import distributed
 from ..execution import Execution, Runtime
 from ..seeding import stream_generator
+from ..work import WorkCount
 
 
 @dataclass
@@ -23,6 +24,8 @@ class MethodContext:
     holdout: Dataset | None = None  #: unseen data, for settings calibrated on it (WSS-CL's kl_bound="auto")
     timings: dict = field(default_factory=dict)  #: stage name -> seconds
     info: dict = field(default_factory=dict)  #: values a method chose at run time (e.g. WSS-CL's KL bound)
+    work: WorkCount | None = None  #: the run's count of samples through the model (set by unlearn())
+    stage_work: dict = field(default_factory=dict)  #: stage name -> sample-passes (work.py), when ``work`` is set
 
     def __post_init__(self):
         self.runtime = self.runtime.resolved()
@@ -49,14 +52,16 @@ class MethodContext:
 
     @contextmanager
     def stage(self, name: str):
-        """Time a stage of the method (synchronising the device at both ends)."""
+        """Time a stage of the method (synchronising the device at both ends) and count its work."""
         self.sync()
-        start = time.perf_counter()
+        start, passes = time.perf_counter(), self.work.sample_passes if self.work is not None else 0
         try:
             yield
         finally:
             self.sync()
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            if self.work is not None:
+                self.stage_work[name] = self.stage_work.get(name, 0) + self.work.sample_passes - passes
 
     def sync(self):
         """Wait for the device, so that wall-clock timings are honest."""

@@ -297,9 +297,10 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
                                     device=ctx.device, backend=ctx.backend, saliency_storage=storage_for(config.saliency_mode))
     net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
-    with ctx.stage("forget"):
+    with ctx.stage("targets"):  # pseudo-labels over num_views views, and the KL bounds
         targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator("pseudo_label_views")),
                    kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
+    with ctx.stage("forget"):
         if config.forget_epochs:
             forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx)
     if config.finetune_epochs:
