@@ -44,6 +44,7 @@ from wsscl_fast.checkpoint import atomic_save
 from wsscl_fast.data import dataset_labels
 from wsscl_fast.execution import Runtime
 from wsscl_fast.methods import UNLEARNING_METHODS, get_method
+from wsscl_fast.recipes import apply_overrides
 from wsscl_fast.metrics import bootstrap, challenge_score, interval, klom, margins, summarize, verdict
 from wsscl_fast.work import retrain_work
 
@@ -198,13 +199,19 @@ def main(argv=None) -> int:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap redraws")
     parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                        help="change a tuned config (a variant to measure); the result needs --name")
+    parser.add_argument("--name", default=None, help="suffix of the result file: instrument_<cell>_<name>.json")
     args = parser.parse_args(argv)
+    if args.set and not args.name:
+        parser.error("--set measures a variant: give it a --name, so that the cell's own result is not replaced")
     if args.models < 4 or args.models % 2:
         parser.error("--models must be even and >= 4 (the floor compares two halves of the oracles)")
     measured_with = environment()
     cell = load_cell(args.regime, args.forget, args.data_root)
     configs, config_source = tuned_configs(cell)
     methods = [m for m in args.methods.split(",") if m]
+    configs = apply_overrides(configs, args.set, used=tuple(methods))
     n = args.models
     runs = {method: [] for method in methods}
     for seed in range(n):  # seed-major: original i is trained (or loaded) once, then every method unlearns it
@@ -238,11 +245,11 @@ def main(argv=None) -> int:
     # forgetting shows on the forget set: the original's retain and validation margins are the
     # oracles' by construction, so the test compares the forget split's KLoM with the floor's
     separable = rows["original"]["splits"]["forget"]["mean"] >= FLOOR_FACTOR * floor["splits"]["forget"]["mean"]
-    name = f"instrument_{cell_name(args.regime, args.forget)}"
+    name = f"instrument_{cell_name(args.regime, args.forget)}" + (f"_{args.name}" if args.name else "")
     command = command_line(__spec__.name, argv)
     payload = dict(title=f"{args.regime} regime, forgetting {args.forget}: KLoM to {n} oracles, {n} models per method",
                    environment=measured_with, provenance=provenance(measured_with, command), command=command,
-                   models=n, bins=args.bins, resamples=args.resamples, configs_from=config_source,
+                   models=n, bins=args.bins, resamples=args.resamples, configs_from=config_source, overrides=args.set,
                    forget_size=len(cell.scenario.forget), retain_points=len(cell.points["retain"]),
                    validation_points=len(scoring), retrain_work=full_work,
                    floor=floor, floor_factor=FLOOR_FACTOR, separable=separable, rows=rows,
