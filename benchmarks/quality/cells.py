@@ -6,6 +6,7 @@ A cell is a regime and a forget spec: ``random:0.1`` or ``class:0``; its name is
 """
 from __future__ import annotations
 
+import json
 import time
 
 import torch
@@ -15,6 +16,7 @@ from benchmarks.quality.tuning import TuningSeed, split_validation, validation_m
 
 from wsscl_fast.checkpoint import atomic_save
 from wsscl_fast.data import FASHION_MNIST_ROOT, load_cifar10_bundle, load_fashion_mnist_bundle, make_scenario
+from wsscl_fast.methods import UNLEARNING_METHODS, get_method
 from wsscl_fast.metrics import predict_split
 from wsscl_fast.recipes import recipe_for
 from wsscl_fast.training import train_model
@@ -101,3 +103,11 @@ def scenario_name(forget: str) -> str:
 
 def cell_name(regime: str, forget: str) -> str:
     return f"{regime}_{scenario_name(forget)}"
+
+
+def tuned_configs(regime: str, forget: str) -> tuple[dict, str]:
+    """{method: config} as the quality bench tuned them for the cell, and the file they come from."""
+    path = REPO / "benchmarks" / "results" / f"quality_{cell_name(regime, forget)}.json"
+    stored = json.loads(path.read_text())["configs"]
+    configs = {m: get_method(m).config_class.from_dict(stored[m]) for m in UNLEARNING_METHODS}
+    return configs, str(path.relative_to(REPO))

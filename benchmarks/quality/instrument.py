@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.quality.cells import CACHE, REGIMES, cell_name
+from benchmarks.quality.cells import CACHE, REGIMES, cell_name, tuned_configs
 from benchmarks.quality.ensembles import Cell, load_cell, logits_on, original, train_ensembles
 from benchmarks.harness import DEFAULT_CIFAR10, REPO, command_line, environment, provenance, write_json
 
@@ -43,7 +43,7 @@ from wsscl_fast.api import unlearn
 from wsscl_fast.checkpoint import atomic_save
 from wsscl_fast.data import dataset_labels
 from wsscl_fast.execution import Runtime
-from wsscl_fast.methods import UNLEARNING_METHODS, get_method
+from wsscl_fast.methods import UNLEARNING_METHODS
 from wsscl_fast.recipes import apply_overrides
 from wsscl_fast.metrics import bootstrap, challenge_score, interval, klom, margins, summarize, verdict
 from wsscl_fast.work import retrain_work
@@ -53,14 +53,6 @@ FLOOR_FACTOR = 5.0  #: the original must score this many times the oracle floor
 #: histogram bins of KLoM at 8 models a side: in a synthetic study (docs/experiments/2026-12-03-instrument.md)
 #: 2 bins separate a 2-sigma shift from the floor 15x, 20 bins (the paper's, at 100 models) 1.3x
 DEFAULT_BINS = 2
-
-
-def tuned_configs(cell: Cell) -> tuple[dict, str]:
-    """{method: config} as tuned by the quality bench for this cell, and the file they come from."""
-    path = REPO / "benchmarks" / "results" / f"quality_{cell_name(cell.regime, cell.forget)}.json"
-    stored = json.loads(path.read_text())["configs"]
-    configs = {m: get_method(m).config_class.from_dict(stored[m]) for m in UNLEARNING_METHODS}
-    return configs, str(path.relative_to(REPO))
 
 
 def validation_halves(cell: Cell) -> tuple[list[int], list[int]]:
@@ -209,7 +201,7 @@ def main(argv=None) -> int:
         parser.error("--models must be even and >= 4 (the floor compares two halves of the oracles)")
     measured_with = environment()
     cell = load_cell(args.regime, args.forget, args.data_root)
-    configs, config_source = tuned_configs(cell)
+    configs, config_source = tuned_configs(cell.regime, cell.forget)
     methods = [m for m in args.methods.split(",") if m]
     configs = apply_overrides(configs, args.set, used=tuple(methods))
     n = args.models

@@ -24,22 +24,15 @@ import json
 import torch
 
 from benchmarks.harness import DEFAULT_CIFAR10, REPO, environment, provenance, write_json
-from benchmarks.quality.cells import cell_name
+from benchmarks.quality.cells import cell_name, tuned_configs
 from benchmarks.quality.ensembles import load_cell, original
 
 from wsscl_fast.api import unlearn
 from wsscl_fast.execution import Runtime
-from wsscl_fast.methods import get_method
 from wsscl_fast.recipes import apply_overrides
 from wsscl_fast.work import retrain_work
 
 RESULTS = REPO / "benchmarks" / "results"
-
-
-def tuned_wsscl_config(regime: str, forget: str):
-    """WSS-CL's config as the quality bench tuned it for this cell, and the file it comes from."""
-    path = RESULTS / f"quality_{cell_name(regime, forget)}.json"
-    return get_method("wsscl").config_class.from_dict(json.loads(path.read_text())["configs"]["wsscl"]), path
 
 
 def instrument_work(regime: str, forget: str) -> dict:
@@ -53,8 +46,8 @@ def instrument_work(regime: str, forget: str) -> dict:
 
 def profile(regime: str, forget: str, overrides: list[str], data_root) -> dict:
     cell = load_cell(regime, forget, data_root)
-    config, source = tuned_wsscl_config(regime, forget)
-    config = apply_overrides({"wsscl": config}, overrides, "wsscl")["wsscl"]
+    configs, source = tuned_configs(regime, forget)
+    config = apply_overrides(configs, overrides, "wsscl", used=("wsscl",))["wsscl"]
     model, _ = original(cell, 0)
     torch.set_num_threads(1)
     result = unlearn(model, cell.scenario.forget, cell.scenario.retain, "wsscl", config, holdout=cell.scenario.holdout,
@@ -63,7 +56,7 @@ def profile(regime: str, forget: str, overrides: list[str], data_root) -> dict:
     work = result.info["work"]
     stages = {name: dict(seconds=result.timings[name], work=passes, work_fraction_of_retrain=passes / full)
               for name, passes in work["by_stage"].items()}
-    return dict(regime=regime, forget=forget, config_from=str(source.relative_to(REPO)), overrides=overrides,
+    return dict(regime=regime, forget=forget, config_from=source, overrides=overrides,
                 config=config.to_dict(), forget_size=len(cell.scenario.forget), retain_size=len(cell.scenario.retain),
                 retrain_work=full, rte=result.rte, work=work["sample_passes"],
                 work_fraction_of_retrain=work["sample_passes"] / full, stages=stages,
