@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from wsscl_fast.metrics import (attack_epsilons, bootstrap, bucket_points, challenge_score, interval, klom, margins,
-                                summarize, verdict)
+                                prediction_kl, summarize, verdict)
 from wsscl_fast.metrics.oracle import CHALLENGE_DELTA, EPSILON_CAP
 
 
@@ -55,6 +55,18 @@ def test_klom_is_zero_for_identical_ensembles_and_grows_with_a_shift():
     means = [float(klom(_normal(50, 200, shift=s, seed=4), oracle, bins=4).mean()) for s in (0.0, 0.5, 1.0, 2.0, 8.0)]
     assert means == sorted(means) and 3 * means[0] < means[2] and 10 * means[0] < means[3], means
     assert means[-1] > 10  # disjoint supports: the smoothing's log(1/1e-5) scale
+
+
+def test_prediction_kl_is_zero_for_equal_predictions_and_matches_the_formula():
+    oracle = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(prediction_kl(oracle, oracle + 3.0), torch.zeros(2), atol=1e-7)  # a shift is no change
+    other = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    p, q = oracle.softmax(1), other.softmax(1)
+    by_hand = (p * (p / q).log()).sum(1)
+    assert torch.allclose(prediction_kl(oracle, other), by_hand, rtol=1e-6)
+    assert (prediction_kl(other, oracle) != prediction_kl(oracle, other)).any()  # KL(oracle || model), not both ways
+    with pytest.raises(ValueError, match=r"prediction_kl needs two \(samples, classes\) logits of one shape"):
+        prediction_kl(oracle, other[:1])
 
 
 def test_summarize_gives_mean_and_95th_percentile():

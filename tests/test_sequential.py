@@ -42,7 +42,8 @@ def test_compare_sequential_keeps_earlier_classes_forgotten(trained_digits_model
     assert [r["request"] for r in wsscl] == [1, 2]
     assert wsscl[1]["UA"] > 90 and wsscl[1]["forgotten_class_TA"] < 10  # both classes gone after request 2
     assert wsscl[1]["cumulative_RTE"] == pytest.approx(wsscl[0]["RTE"] + wsscl[1]["RTE"])
-    assert all(r["gap"] == 0 for r in rows if r["method"] == "retrain")
+    assert all(r["gap"] == 0 and r["test_KL"] == 0 for r in rows if r["method"] == "retrain")
+    assert all(r["forget_KL"] > 0 and r["test_KL"] > 0 for r in wsscl)  # an unlearned model is not the Retrain
 
 
 def test_cli_compare_runs_requests_in_sequence_and_stamps_its_report(tmp_path, capsys):
@@ -57,7 +58,7 @@ def test_cli_compare_runs_requests_in_sequence_and_stamps_its_report(tmp_path, c
     assert [(r["method"], r["request"]) for r in report["rows"]] == [("retrain", 1), ("ft", 1), ("retrain", 2),
                                                                      ("ft", 2)]
     assert report["requests"] == "class:3,5" and report["provenance"]["command"].startswith("wsscl-fast compare")
-    assert "| ft | " in (out / "compare.md").read_text() and "gap after 2" in (out / "compare.md").read_text()
+    assert "| ft | " in (out / "compare.md").read_text() and "after 2: gap / TA / test KL" in (out / "compare.md").read_text()
     with Image.open(out / "compare.png") as image:
         assert json.loads(image.text["Provenance"])["device"] == report["provenance"]["device"]
 

@@ -235,10 +235,15 @@ class WSSCLConfig(_Common):
     #: at the start; our reading of "scaled feature representations"); False: s = 1
     learn_feature_scale: bool = False
     finetune_forget_weight: float = 3.5  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
+    #: the model returned: "last" (the end of stage 2) or "holdout" (of the given model and every epoch's end,
+    #: the one whose forget error is closest to unseen data's at the least holdout accuracy lost;
+    #: methods/checkpoint_choice.py; without a holdout, "last")
+    checkpoint_choice: str = "last"
 
     def __post_init__(self):
         super().__post_init__()
         self._require("finetune_schedule", lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'")
+        self._require("checkpoint_choice", lambda v: v in ("last", "holdout"), "'last' or 'holdout'")
         self._require("saliency_mode", lambda v: v in STORAGES_BY_MODE, "'soft' or 'hard'")
         self._require("contrastive_negatives", lambda v: v in ("all", "other_classes"), "'all' or 'other_classes'")
         self._require("contrastive_schedule", lambda v: v in ("constant", "ramp", "decay"),

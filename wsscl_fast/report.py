@@ -169,37 +169,47 @@ def write_report(rows: list[dict], out_dir: str | Path, name: str, title: str, e
 
 
 def sequential_table(rows: list[dict]) -> str:
-    """Per method: the Avg. Gap after each request, then the mean RTE per request and the total."""
+    """Per method and request: the Avg. Gap, TA and the test-set prediction KL from that request's
+    Retrain (rows without it show -), then the mean RTE per request and the total."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     requests = sorted({r["request"] for r in rows})
-    lines = ["| method | " + " | ".join(f"gap after {k}" for k in requests) + " | RTE per request (s) | total RTE (s) |",
+    columns = [f"after {k}: gap / TA / test KL" for k in requests]
+    lines = ["| method | " + " | ".join(columns) + " | RTE per request (s) | total RTE (s) |",
              "|---" * (len(requests) + 3) + "|"]
     for m in methods:
         mine = sorted((r for r in rows if r["method"] == m), key=lambda r: r["request"])
-        gaps = " | ".join(f"{r['gap']:.2f}" for r in mine)
-        lines.append(f"| {m} | {gaps} | {np.mean([r['RTE'] for r in mine]):.2f} | {mine[-1]['cumulative_RTE']:.2f} |")
+        cells = " | ".join(f"{r['gap']:.2f} / {r['TA']:.1f} / " + (f"{r['test_KL']:.3f}" if "test_KL" in r else "-")
+                           for r in mine)
+        lines.append(f"| {m} | {cells} | {np.mean([r['RTE'] for r in mine]):.2f} | {mine[-1]['cumulative_RTE']:.2f} |")
     return "\n".join(lines)
 
 
 def sequential_chart(rows: list[dict], path: Path, title: str, provenance: dict | None = None) -> None:
-    """Left: Avg. Gap after each request; right: cumulative run time (Retrain: one retraining)."""
+    """After each request: test accuracy (Retrain's too), the prediction KL from that request's
+    Retrain on the test set (solid) and on everything forgotten so far (dashed), and the
+    cumulative run time (Retrain: one retraining)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), dpi=90)
+    fig, (accuracy, distance, cost) = plt.subplots(1, 3, figsize=(11, 3.2), dpi=90)
     for i, m in enumerate(dict.fromkeys(r["method"] for r in rows)):
         mine = sorted((r for r in rows if r["method"] == m), key=lambda r: r["request"])
         k = [r["request"] for r in mine]
-        if m != "retrain":
-            left.plot(k, [r["gap"] for r in mine], marker="o", label=m, color=f"C{i}")
-        right.plot(k, [r["cumulative_RTE"] for r in mine], marker="o", label=m, color=f"C{i}")
-    left.set_xlabel("requests so far")
-    left.set_ylabel("Avg. Gap to Retrain")
-    right.set_xlabel("requests so far")
-    right.set_ylabel("cumulative run time (s)")
-    right.legend(fontsize=7)
+        style = dict(marker="o", color=f"C{i}", label=m)
+        accuracy.plot(k, [r["TA"] for r in mine], **style)
+        if m != "retrain" and all("test_KL" in r for r in mine):
+            distance.plot(k, [r["test_KL"] for r in mine], **style)
+            distance.plot(k, [r["forget_KL"] for r in mine], marker="x", linestyle="--", color=f"C{i}")
+        cost.plot(k, [r["cumulative_RTE"] for r in mine], **style)
+    accuracy.set_ylabel("test accuracy (%)")
+    distance.set_ylabel("KL from Retrain (nats)\nsolid: test, dashed: forgotten")
+    cost.set_ylabel("cumulative run time (s)")
+    for axis in (accuracy, distance, cost):
+        axis.set_xticks(sorted({r["request"] for r in rows}))
+        axis.set_xlabel("requests so far")
+        axis.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, provenance)

@@ -48,6 +48,7 @@ class RunState:
         self.in_loop = False  #: inside a step loop, which stops at its next step boundary on a signal
         self.saved = self._load() if resume else None
         self._loop_start_states = None
+        self.attached: dict = {}  #: name -> object whose state_dict() every checkpoint saves
 
     def _load(self) -> dict:
         if not self.path.is_file():
@@ -80,6 +81,15 @@ class RunState:
         """Track what orders a DataLoader: a sampler with a state (``distributed.EpochSampler``),
         else the loader's generator (None, and so torch's global RNG, for a user's plain loader)."""
         self.track(loader.sampler if hasattr(loader.sampler, "get_state") else loader.generator)
+
+    def attach(self, name: str, keeper) -> None:
+        """Save ``keeper.state_dict()`` with every checkpoint, under ``name``; when resuming,
+        load the saved one into it now (state a run carries across its loops, such as
+        WSS-CL's best checkpoint so far)."""
+        self.attached[name] = keeper
+        saved = (self.saved or {}).get("attached", {})
+        if name in saved:
+            keeper.load_state_dict(saved[name])
 
     # ------------------------------------------------------------------ generator states
     def _generator_states(self) -> list[torch.Tensor]:
@@ -143,7 +153,8 @@ class RunState:
                          finished=self.entered[:-1], step=step,
                          desc=desc, model=model.state_dict(), optimizer=optimizer.state_dict(),
                          scheduler=scheduler.state_dict() if scheduler is not None else None,
-                         loop_start_states=self._loop_start_states, generator_states=self._generator_states()),
+                         loop_start_states=self._loop_start_states, generator_states=self._generator_states(),
+                         attached={name: keeper.state_dict() for name, keeper in self.attached.items()}),
                     self.path)
 
     def leave_loop(self) -> None:

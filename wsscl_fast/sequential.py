@@ -13,10 +13,10 @@ import time
 import torch
 from torch import nn
 
-from .data import (DataBundle, ForgetScenario, forgotten_scenario, make_scenario, random_forget_split,
+from .data import (DataBundle, ForgetScenario, forgotten_scenario, make_loader, make_scenario, random_forget_split,
                    with_removed_classes_apart)
 from .execution import Runtime
-from .metrics import avg_gap, evaluate_unlearning
+from .metrics import avg_gap, evaluate_unlearning, prediction_kl
 
 
 def parse_requests(spec: str) -> tuple[str, list[str] | tuple[float, int]]:
@@ -58,8 +58,9 @@ def cumulative(bundle: DataBundle, requests: list[ForgetScenario]) -> ForgetScen
 def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[ForgetScenario], methods, configs: dict,
                        *, seed: int = 0, runtime: Runtime | None = None) -> list[dict]:
     """One row per (method, request k): UA/RA/TA/MIA on everything forgotten after k requests,
-    the Avg. Gap to a Retrain trained on the cumulative retain set, the request's RTE and the
-    cumulative RTE. Each method unlearns request k from its own model after request k - 1,
+    the Avg. Gap to a Retrain trained on the cumulative retain set, the mean per-example
+    prediction KL from that Retrain on everything forgotten so far and on the test set
+    (``forget_KL``, ``test_KL``), the request's RTE and the cumulative RTE. Each method unlearns request k from its own model after request k - 1,
     with the earlier requests' samples out of its retain set."""
     from .api import unlearn
     from .training import train_model
@@ -77,8 +78,9 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
                               seed=seed, progress=False)
         spent["retrain"] = time.perf_counter() - start  # a Retrain starts over: its cost is not cumulative
         reference = evaluate_unlearning(retrain, so_far.forget, so_far.retain, so_far.test, so_far.forgotten_test)
-        rows.append(dict(method="retrain", request=k, seed=seed, **reference, gap=0.0, RTE=spent["retrain"],
-                         cumulative_RTE=spent["retrain"]))
+        reference_logits = {split: _logits(retrain, getattr(so_far, split), device) for split in ("forget", "test")}
+        rows.append(dict(method="retrain", request=k, seed=seed, **reference, gap=0.0, forget_KL=0.0, test_KL=0.0,
+                         RTE=spent["retrain"], cumulative_RTE=spent["retrain"]))
         for m in methods:
             result = unlearn(current[m], requests[k - 1].forget, so_far.retain, m, configs.get(m),
                              holdout=bundle.validation, seed=seed, runtime=runtime)
@@ -86,9 +88,19 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
             spent[m] += result.rte
             metrics = evaluate_unlearning(result.model, so_far.forget, so_far.retain, so_far.test,
                                           so_far.forgotten_test)
-            rows.append(dict(method=m, request=k, seed=seed, **metrics, gap=avg_gap(metrics, reference),
+            distances = {f"{split}_KL": float(prediction_kl(logits, _logits(result.model, getattr(so_far, split),
+                                                                                               device)).mean())
+                         for split, logits in reference_logits.items()}
+            rows.append(dict(method=m, request=k, seed=seed, **metrics, gap=avg_gap(metrics, reference), **distances,
                              RTE=result.rte, cumulative_RTE=spent[m]))
     return rows
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, data, device: torch.device) -> torch.Tensor:
+    """(len(data), classes) eval-mode logits of ``model`` on ``data``, in order."""
+    model.eval()
+    return torch.cat([model(x.to(device)).float() for x, _ in make_loader(data, 512, shuffle=False)])
 
 
 def _reset(module: nn.Module) -> None:

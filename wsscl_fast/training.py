@@ -27,11 +27,15 @@ _CHECK_EVERY = 100  # steps between non-finite checks when a loop has no epoch l
 
 def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, loss_fn: Callable,
               *, total: int, desc: str, progress: bool, scheduler=None, run_state=None,
-              steps_per_epoch: int | None = None, execution: Execution | None = None) -> None:
+              steps_per_epoch: int | None = None, execution: Execution | None = None,
+              on_epoch_end: Callable[[int], None] | None = None) -> None:
     """loss_fn(batch) -> scalar; one optimizer step per batch, with the forward under
     ``execution``'s autocast (bf16 on the fast path; none by default). Stops with a clear error naming ``desc`` and the first step
     whose loss was NaN or inf. The loss is checked on the device and read back once per
     epoch (and before every checkpoint), so the loop has no host sync per step.
+
+    ``on_epoch_end(steps_done)`` runs after every ``steps_per_epoch`` steps and after the last
+    step, before that boundary's checkpoint.
 
     With a :class:`~wsscl_fast.runstate.RunState`, the loop checkpoints every
     ``steps_per_epoch`` steps and at its end, resumes from a saved state, and stops at the
@@ -64,6 +68,8 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Itera
             done = step + 1
             if done == total or done % check_every == 0:
                 _raise_if_nonfinite(first_bad, desc)
+            if on_epoch_end is not None and (done == total or (steps_per_epoch and done % steps_per_epoch == 0)):
+                on_epoch_end(done)
             if run_state is not None:
                 if done == total or (steps_per_epoch and done % steps_per_epoch == 0):
                     run_state.save(done, desc, model, optimizer, scheduler)

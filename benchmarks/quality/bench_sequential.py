@@ -10,6 +10,8 @@ results/sequential_[<regime>_]<random|classwise>.{json,md,png}.
     python -m benchmarks.quality.bench_sequential --requests random:0.02x5
     python -m benchmarks.quality.bench_sequential --requests class:3,5,7
     python -m benchmarks.quality.bench_sequential --regime generalise --requests class:0,1,2 --methods ft,rl,scrub,coun,wsscl
+    python -m benchmarks.quality.bench_sequential --regime generalise --methods wsscl \
+        --set wsscl.checkpoint_choice=holdout --name holdout    # a variant, beside the tuned run's file
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from benchmarks.harness import DEFAULT_CIFAR10, REPO, command_line, environment,
 
 from wsscl_fast.data import load_digits_bundle
 from wsscl_fast.execution import Runtime
-from wsscl_fast.recipes import recipe_for
+from wsscl_fast.recipes import apply_overrides, recipe_for
 from wsscl_fast.report import write_sequential_report
 from wsscl_fast.sequential import compare_sequential, sequential_requests
 from wsscl_fast.training import train_model
@@ -37,7 +39,12 @@ def main(argv=None) -> int:
     parser.add_argument("--regime", choices=sorted(REGIMES), default=None, help="default: digits, untuned")
     parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10), help="CIFAR-10 (the memorising regime)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                        help="change a field of a method's config (a variant: needs --name)")
+    parser.add_argument("--name", default=None, help="suffix of the result files: sequential_..._<name>")
     args = parser.parse_args(argv)
+    if args.set and not args.name:
+        parser.error("--set measures a variant: give it a --name, so that the tuned run's result is not replaced")
     measured_with = environment()
     scenario = scenario_name(args.requests)
     methods = [m for m in args.methods.split(",") if m]
@@ -56,11 +63,14 @@ def main(argv=None) -> int:
         model = train_model(recipe.build_model(bundle), bundle.train, recipe.train, torch.device("cpu"), seed=args.seed,
                             progress=False)
         name, setting = f"sequential_{scenario}", "digits, default configs"
+    configs = apply_overrides(configs, args.set, used=tuple(methods))
+    name += f"_{args.name}" if args.name else ""
     requests = sequential_requests(bundle, args.requests, seed=args.seed)
     rows = compare_sequential(model, bundle, requests, methods, configs, seed=args.seed, runtime=Runtime(progress=False))
     title = f"{setting}: {len(requests)} requests ({args.requests}), seed {args.seed}"
     print(write_sequential_report(rows, args.out, name, title, provenance=provenance(measured_with), extra=dict(
-        command=command_line(__spec__.name, argv), environment=measured_with, requests=args.requests, methods=methods)))
+        command=command_line(__spec__.name, argv), environment=measured_with, requests=args.requests, methods=methods,
+        overrides=args.set)))
     return 0
 
 

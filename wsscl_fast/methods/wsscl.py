@@ -23,6 +23,7 @@ from ..saliency import compute_saliency
 from ..seeding import stream_generator
 from ..saliency_storage import storage_for
 from ..training import cycle, run_steps
+from .checkpoint_choice import CheckpointChoice
 from .common import augmented, make_sgd, nt_xent
 from .registry import register
 
@@ -144,7 +145,15 @@ def forget_batches(num_forget: int, batch_size: int, generator: torch.Generator)
         yield from (batch[rank::world] for batch in order.split(batch_size) if batch.shape[0] >= world)
 
 
-def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+def epoch_ends(choice: CheckpointChoice | None, model, stage: str, steps_per_epoch: int):
+    """run_steps' ``on_epoch_end``: each epoch's model becomes a candidate of ``choice`` (None: no hook)."""
+    if choice is None:
+        return None
+    return lambda done: choice.consider(model, f"{stage} epoch {-(-done // steps_per_epoch)}")
+
+
+def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx,
+                     choice: CheckpointChoice | None = None) -> None:
     """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain), one forward."""
     pseudo_labels, bounds = targets
     optimizer = _stage_optimizer(model, config, config.forget_lr, saliency, ctx)
@@ -161,7 +170,8 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
         return bounded_forgetting_loss(logits_f, pseudo_labels[index], bounds[index], logits_r, y_r)
 
     run_steps(model, optimizer, batches, loss_fn, total=config.forget_epochs * steps_per_epoch,
-              desc="wsscl forget", **ctx.loop(steps_per_epoch))
+              desc="wsscl forget", on_epoch_end=epoch_ends(choice, model, "forget", steps_per_epoch),
+              **ctx.loop(steps_per_epoch))
 
 
 class ContrastiveFeatures(nn.Module):
@@ -236,7 +246,8 @@ def _stage2_trainables(model, saliency, config: WSSCLConfig, ctx):
     return nn.ModuleDict(dict(model=model, contrastive_features=features)), list(saliency) + ones, features
 
 
-def contrastive_stage(net, model, forget, targets, retain_loader, saliency, config: WSSCLConfig, ctx) -> None:
+def contrastive_stage(net, model, forget, targets, retain_loader, saliency, config: WSSCLConfig, ctx,
+                      choice: CheckpointChoice | None = None) -> None:
     """Stage 2: CE(retain) + lambda * InfoNCE(z(x_f), z(aug x_f); negatives z(x_r)) + ``finetune_forget_weight``
     times stage 1's bounded KL term on x_f divided by each sample's bound (the adversarial part),
     + ``retain_pair_weight`` * SimCLR(z(x_r), z(aug x_r)) when that weight is > 0. lambda follows
@@ -285,8 +296,8 @@ def contrastive_stage(net, model, forget, targets, retain_loader, saliency, conf
 
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
                  if config.finetune_schedule == "cosine" else None)
-    run_steps(trained, optimizer, batches, loss_fn, total=total, desc="wsscl contrastive",
-              scheduler=scheduler, **ctx.loop(len(retain_loader)))
+    run_steps(trained, optimizer, batches, loss_fn, total=total, desc="wsscl contrastive", scheduler=scheduler,
+              on_epoch_end=epoch_ends(choice, model, "contrastive", len(retain_loader)), **ctx.loop(len(retain_loader)))
 
 
 @register("wsscl", WSSCLConfig, "WSS-CL: soft saliency, bounded KL forgetting, contrastive fine-tuning")
@@ -297,12 +308,31 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
                                     device=ctx.device, backend=ctx.backend, saliency_storage=storage_for(config.saliency_mode))
     net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
-    with ctx.stage("targets"):  # pseudo-labels over num_views views, and the KL bounds
+    with ctx.stage("targets"):  # pseudo-labels over num_views views, the KL bounds, the given model's scores
         targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator("pseudo_label_views")),
                    kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
+        choice = checkpoint_choice(model, forget_images, forget_labels, retain_loader, config, ctx)
     with ctx.stage("forget"):
         if config.forget_epochs:
-            forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx)
+            forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx, choice)
     if config.finetune_epochs:
         with ctx.stage("contrastive"):
-            contrastive_stage(net, model, (forget_images, forget_labels), targets, retain_loader, saliency, config, ctx)
+            contrastive_stage(net, model, (forget_images, forget_labels), targets, retain_loader, saliency, config, ctx,
+                              choice)
+    if choice is not None:
+        ctx.info.update(checkpoint_choice=choice.restore_best(model))
+
+
+def checkpoint_choice(model, forget_images, forget_labels, retain_loader, config: WSSCLConfig, ctx):
+    """The holdout-calibrated :class:`CheckpointChoice` (scoring the given model now), or None for
+    ``checkpoint_choice="last"`` or without a holdout; a resumed run gets its saved candidates back."""
+    if config.checkpoint_choice == "last":
+        return None
+    if ctx.holdout is None:
+        ctx.info.update(checkpoint_choice="last: no holdout to calibrate the choice on")
+        return None
+    retained = dataset_labels(retain_loader).unique()
+    choice = CheckpointChoice(model, forget_images, forget_labels, retained, ctx.holdout, ctx.device)
+    if ctx.run_state is not None:
+        ctx.run_state.attach("wsscl_checkpoint_choice", choice)
+    return choice

@@ -7,9 +7,9 @@
 - :mod:`.intervals`: bootstrap intervals over models, paired comparisons.
 """
 from .intervals import bootstrap, interval, verdict
-from .oracle import attack_epsilons, bucket_points, challenge_score, klom, margins, summarize
+from .oracle import attack_epsilons, bucket_points, challenge_score, klom, margins, prediction_kl, summarize
 from .salun import GAP_METRICS, SplitPredictions, avg_gap, evaluate_unlearning, mia_efficacy, predict_split
 
 __all__ = ["GAP_METRICS", "SplitPredictions", "attack_epsilons", "avg_gap", "bootstrap", "bucket_points",
            "challenge_score", "evaluate_unlearning", "interval", "klom", "margins", "mia_efficacy",
-           "predict_split", "summarize", "verdict"]
+           "predict_split", "prediction_kl", "summarize", "verdict"]

@@ -7,6 +7,8 @@
   ``KL(P_unlearned || P_oracle)`` between the two ensembles' margin distributions, each a
   histogram over the same ``bins`` equal-width bins spanning both ensembles' margins, with
   ``smoothing`` added to every bin's probability so that an empty oracle bin stays finite.
+- Prediction KL (one model against one oracle): per sample, ``KL(softmax(z_oracle) || softmax(z))``
+  of the two models' logits, for a sequence of requests with one Retrain per request.
 - Challenge score (NeurIPS 2023 Machine Unlearning Challenge): per forget sample, the
   ε of the best single-threshold attack telling unlearned margins from oracle margins, bucketed
   into 0.5-wide buckets worth 1, 1/2, 1/4, ... up to ``ceil(ln(N - 1))`` (the most ε that N
@@ -74,6 +76,15 @@ def klom(unlearned: torch.Tensor, oracle: torch.Tensor, bins: int = 20, smoothin
     q = _histograms(o, low, width, bins) + smoothing
     p, q = p / p.sum(1, keepdim=True), q / q.sum(1, keepdim=True)
     return (p * (p / q).log()).sum(1)
+
+
+def prediction_kl(oracle_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(oracle_logits) || softmax(logits)) per row of two (samples, classes) tensors, in nats."""
+    if oracle_logits.shape != logits.shape or logits.dim() != 2:
+        raise ValueError(f"prediction_kl needs two (samples, classes) logits of one shape, got "
+                         f"{tuple(oracle_logits.shape)} and {tuple(logits.shape)}")
+    log_p, log_q = torch.log_softmax(oracle_logits.double(), 1), torch.log_softmax(logits.double(), 1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1).float()
 
 
 def summarize(per_sample: torch.Tensor) -> dict:

@@ -1,0 +1,147 @@
+"""WSS-CL's holdout checkpoint choice (methods/checkpoint_choice.py): the target forget error,
+the score, which candidate is kept, and the run's use of it."""
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from wsscl_fast import Runtime, unlearn
+from wsscl_fast.config import WSSCLConfig
+from wsscl_fast.data import load_bundle, make_scenario
+from wsscl_fast.methods.checkpoint_choice import CheckpointChoice
+from wsscl_fast.recipes import recipe_for
+from wsscl_fast.training import train_model
+
+CPU = torch.device("cpu")
+
+
+class Shifted(nn.Module):
+    """logits = x + bias: an input that is one-hot-ish picks the class, the bias can override it."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x):
+        return x + self.bias
+
+
+def one_hot(labels, classes=3, scale=1.0):
+    return scale * nn.functional.one_hot(torch.tensor(labels), classes).float()
+
+
+def holdout_half_wrong_on_class_0():
+    """Holdout: class 0 predicted right on 2 of 4 samples, classes 1 and 2 always right."""
+    return TensorDataset(one_hot([0, 0, 1, 1, 1, 1, 2, 2]), torch.tensor([0, 0, 0, 0, 1, 1, 2, 2]))
+
+
+def test_target_is_the_holdout_error_of_each_forget_samples_class_and_one_for_a_removed_class():
+    forget_labels = torch.tensor([0, 0, 0, 1, 2])
+    forget_images = one_hot(forget_labels.tolist())
+    both = CheckpointChoice(Shifted(), forget_images, forget_labels, torch.tensor([0, 1, 2]),
+                            holdout_half_wrong_on_class_0(), CPU)
+    assert both.target == pytest.approx((3 * 0.5 + 0 + 0) / 5)
+    removed_2 = CheckpointChoice(Shifted(), forget_images, forget_labels, torch.tensor([0, 1]),
+                                 holdout_half_wrong_on_class_0(), CPU)
+    assert removed_2.target == pytest.approx((3 * 0.5 + 0 + 1) / 5)
+    # the holdout accuracy counts the retained classes' samples only: class 2's two are left out
+    assert removed_2.reference_accuracy == pytest.approx(4 / 6)
+
+
+def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
+    forget_labels = torch.tensor([0, 0, 1, 1])
+    # the second class-0 sample sits near class 1: a bias of 0.2 on class 1 flips it alone
+    forget_images = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.4, 0.0], [0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
+    holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # 3 of 4 right
+    model = Shifted()
+    choice = CheckpointChoice(model, forget_images, forget_labels, torch.tensor([0, 1, 2]), holdout, CPU)
+    # T = holdout error of the forget samples' classes: class 0 right (0), class 1 half right (0.5)
+    assert choice.target == pytest.approx(0.25)
+    assert choice.candidates[0]["score"] == pytest.approx(0.25)  # forget error 0, no accuracy lost
+
+    def set_bias(*values):
+        with torch.no_grad():
+            model.bias.copy_(torch.tensor(values))
+
+    set_bias(0.0, 0.0, 5.0)  # everything predicted 2: forget error 1, holdout accuracy 1/4
+    choice.consider(model, "damaged")
+    assert choice.candidates[-1]["score"] == pytest.approx(0.75 + 0.5)
+    assert choice.best_at == "given model"
+    set_bias(0.0, 0.2, 0.0)  # one of four forget samples wrong: the target, holdout untouched
+    choice.consider(model, "at the target")
+    assert choice.candidates[-1]["score"] == pytest.approx(0.0)
+    set_bias(0.0, 0.2, 0.01)  # other weights, the same predictions: a tie
+    choice.consider(model, "tied, later")
+    set_bias(0.0, 0.0, 0.0)
+    choice.consider(model, "back to the given model")
+    assert choice.best_at == "tied, later"
+    fresh = Shifted()
+    info = choice.restore_best(fresh)
+    assert info["chosen"] == "tied, later"
+    assert torch.equal(fresh.bias, torch.tensor([0.0, 0.2, 0.01]))
+    assert [c["at"] for c in info["candidates"]] == ["given model", "damaged", "at the target", "tied, later",
+                                                     "back to the given model"]
+
+
+def test_state_dict_round_trip_keeps_the_best_and_the_candidates():
+    labels = torch.tensor([0, 1])
+    choice = CheckpointChoice(Shifted(), one_hot([0, 1]), labels, torch.tensor([0, 1, 2]),
+                              holdout_half_wrong_on_class_0(), CPU)
+    other = CheckpointChoice(Shifted(), one_hot([0, 1]), labels, torch.tensor([0, 1, 2]),
+                             holdout_half_wrong_on_class_0(), CPU)
+    model = Shifted()
+    with torch.no_grad():
+        model.bias.fill_(0.25)
+    choice.consider(model, "epoch 1")
+    other.load_state_dict(choice.state_dict())
+    assert other.best_at == choice.best_at and other.candidates == choice.candidates
+    assert torch.equal(other.best_state["bias"], choice.best_state["bias"])
+
+
+def test_a_holdout_without_a_retained_class_is_refused():
+    with pytest.raises(ValueError, match="holdout has no sample of a class the retain set still has"):
+        CheckpointChoice(Shifted(), one_hot([0]), torch.tensor([0]), torch.tensor([1]),
+                         TensorDataset(one_hot([0, 2]), torch.tensor([0, 2])), CPU)
+
+
+def test_config_refuses_an_unknown_choice():
+    with pytest.raises(ValueError, match="checkpoint_choice must be 'last' or 'holdout'"):
+        WSSCLConfig(checkpoint_choice="best")
+
+
+@pytest.fixture(scope="module")
+def digits_run():
+    bundle = load_bundle("digits", seed=0)
+    recipe = recipe_for(bundle)
+    torch.manual_seed(0)
+    model = train_model(recipe.build_model(bundle), bundle.train, recipe.train.replace(epochs=2), CPU, progress=False)
+    config = recipe.method_configs["wsscl"].replace(forget_epochs=2, finetune_epochs=2, checkpoint_choice="holdout")
+    return model, make_scenario(bundle, "class:3", seed=0), config, bundle.validation
+
+
+def test_unlearn_returns_the_chosen_candidate_and_reports_every_epoch(digits_run):
+    model, scenario, config, holdout = digits_run
+    result = unlearn(model, scenario.forget, scenario.retain, "wsscl", config, holdout=holdout, seed=0,
+                     runtime=Runtime(progress=False))
+    info = result.info["checkpoint_choice"]
+    assert [c["at"] for c in info["candidates"]] == ["given model", "forget epoch 1", "forget epoch 2",
+                                                     "contrastive epoch 1", "contrastive epoch 2"]
+    assert info["target_forget_error"] == 1.0  # class 3 is removed
+    best = min(info["candidates"], key=lambda c: c["score"])
+    assert info["chosen"] in [c["at"] for c in info["candidates"] if c["score"] == best["score"]]
+    chosen = next(c for c in info["candidates"] if c["at"] == info["chosen"])
+    forget_images = torch.stack([scenario.forget[i][0] for i in range(len(scenario.forget))])
+    forget_labels = torch.tensor([int(scenario.forget[i][1]) for i in range(len(scenario.forget))])
+    result.model.eval()
+    with torch.no_grad():
+        error = (result.model(forget_images).argmax(1) != forget_labels).float().mean()
+    assert float(error) == pytest.approx(chosen["forget_error"])
+
+
+def test_without_a_holdout_the_last_model_is_returned_and_the_info_says_why(digits_run):
+    model, scenario, config, _ = digits_run
+    chosen = unlearn(model, scenario.forget, scenario.retain, "wsscl", config, seed=0, runtime=Runtime(progress=False))
+    last = unlearn(model, scenario.forget, scenario.retain, "wsscl", config.replace(checkpoint_choice="last"), seed=0,
+                   runtime=Runtime(progress=False))
+    assert chosen.info["checkpoint_choice"] == "last: no holdout to calibrate the choice on"
+    assert all(torch.equal(a, b) for a, b in zip(chosen.model.state_dict().values(), last.model.state_dict().values()))

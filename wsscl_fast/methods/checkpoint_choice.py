@@ -1,0 +1,100 @@
+"""WSS-CL's holdout-calibrated checkpoint choice: keep the epoch whose model sits closest to
+what a model that never saw the forget set would show (``checkpoint_choice="holdout"``).
+
+Candidates: the model given to the run, and the model at the end of every epoch of stages 1
+and 2. For each, with the holdout (unseen data; never the test set):
+
+    e_f   error on the forget set
+    a_h   accuracy on the holdout samples of the classes the retain set still has
+
+The target forget error is what unseen data shows: per forget sample, the given model's holdout
+error on that sample's class when the retain set still has the class, 1 when it does not (a
+class a model never saw is never predicted); T is their mean over the forget set. The score
+
+    score = |e_f - T| + max(0, a_h(given) - a_h)
+
+is the forget set's distance from "unseen" plus the holdout accuracy the run has cost, both
+as error rates. The lowest score is kept (the later one on a tie); the run returns it.
+Forgetting that overshoots "unseen", and repair that has not yet repaired, both score worse.
+(SCRUB+R picks the checkpoint whose forget error is closest to a holdout's; this adds the
+cost to unseen data of the same classes, so that damage is not a way to reach the target.)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import to_tensors
+
+
+@torch.no_grad()
+def predicted(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """argmax of the model's logits per image, (N,), in eval mode (the caller's mode restored)."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(chunk.to(device)).argmax(dim=1) for chunk in images.split(batch_size)])
+    model.train(was_training)
+    return out
+
+
+class CheckpointChoice:
+    """Scores each candidate as it comes (``consider``) and keeps the best one's weights.
+
+    forget_labels: (N,) labels of the forget set; retained_classes: (K,) the classes the retain
+    set still has; holdout: a labelled Dataset of unseen data."""
+
+    def __init__(self, model: nn.Module, forget_images: torch.Tensor, forget_labels: torch.Tensor,
+                 retained_classes: torch.Tensor, holdout, device: torch.device):
+        holdout_images, holdout_labels = to_tensors(holdout)
+        keep = torch.isin(holdout_labels, retained_classes.cpu())
+        if not keep.any():
+            raise ValueError("checkpoint_choice='holdout': the holdout has no sample of a class the retain set "
+                             "still has, so it cannot say what unseen data of those classes looks like")
+        self.forget_images, self.forget_labels = forget_images, forget_labels.to(device)
+        self.holdout_images, self.holdout_labels = holdout_images[keep], holdout_labels[keep].to(device)
+        self.device = device
+        self.target = self._target_error(model, retained_classes.to(device))
+        self.reference_accuracy = self._holdout_accuracy(model)
+        self.best_score, self.best_state, self.best_at = float("inf"), None, None
+        self.candidates: list[dict] = []
+        self.consider(model, "given model")
+
+    def _holdout_accuracy(self, model) -> float:
+        return float((predicted(model, self.holdout_images, self.device) == self.holdout_labels).float().mean())
+
+    def _target_error(self, model, retained_classes: torch.Tensor) -> float:
+        """T: mean over forget samples of the holdout error of their class (1 for a removed class;
+        the whole holdout's error for a class the holdout lacks)."""
+        wrong = (predicted(model, self.holdout_images, self.device) != self.holdout_labels).float()
+        per_sample = torch.ones(self.forget_labels.shape, device=self.device)
+        for label in self.forget_labels.unique():
+            if not torch.isin(label, retained_classes):
+                continue
+            of_class = self.holdout_labels == label
+            per_sample[self.forget_labels == label] = wrong[of_class].mean() if of_class.any() else wrong.mean()
+        return float(per_sample.mean())
+
+    def consider(self, model: nn.Module, at: str) -> None:
+        """Score ``model`` as it is now; keep a copy of its weights when it is the best so far."""
+        forget_error = float((predicted(model, self.forget_images, self.device) != self.forget_labels).float().mean())
+        holdout_accuracy = self._holdout_accuracy(model)
+        score = abs(forget_error - self.target) + max(0.0, self.reference_accuracy - holdout_accuracy)
+        self.candidates.append(dict(at=at, forget_error=forget_error, holdout_accuracy=holdout_accuracy, score=score))
+        if score <= self.best_score:
+            self.best_score, self.best_at = score, at
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore_best(self, model: nn.Module) -> dict:
+        """Load the best candidate's weights into ``model``; returns what was chosen, for the run's info."""
+        model.load_state_dict(self.best_state)
+        return dict(target_forget_error=self.target, given_holdout_accuracy=self.reference_accuracy,
+                    chosen=self.best_at, candidates=list(self.candidates))
+
+    # a resumable run saves and restores the candidates seen so far (runstate.RunState.attach)
+    def state_dict(self) -> dict:
+        return dict(best_score=self.best_score, best_state=self.best_state, best_at=self.best_at,
+                    candidates=self.candidates)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score, self.best_state, self.best_at = state["best_score"], state["best_state"], state["best_at"]
+        self.candidates = list(state["candidates"])
