@@ -35,17 +35,21 @@ def holdout_half_wrong_on_class_0():
     return TensorDataset(one_hot([0, 0, 1, 1, 1, 1, 2, 2]), torch.tensor([0, 0, 0, 0, 1, 1, 2, 2]))
 
 
+def retain_all_right():
+    return TensorDataset(one_hot([0, 1, 2]), torch.tensor([0, 1, 2]))
+
+
 def test_target_is_the_holdout_error_of_each_forget_samples_class_and_one_for_a_removed_class():
     forget_labels = torch.tensor([0, 0, 0, 1, 2])
     forget_images = one_hot(forget_labels.tolist())
     both = CheckpointChoice(Shifted(), forget_images, forget_labels, torch.tensor([0, 1, 2]),
-                            holdout_half_wrong_on_class_0(), CPU)
+                            holdout_half_wrong_on_class_0(), retain_all_right(), CPU)
     assert both.target == pytest.approx((3 * 0.5 + 0 + 0) / 5)
     removed_2 = CheckpointChoice(Shifted(), forget_images, forget_labels, torch.tensor([0, 1]),
-                                 holdout_half_wrong_on_class_0(), CPU)
+                                 holdout_half_wrong_on_class_0(), retain_all_right(), CPU)
     assert removed_2.target == pytest.approx((3 * 0.5 + 0 + 1) / 5)
     # the holdout accuracy counts the retained classes' samples only: class 2's two are left out
-    assert removed_2.reference_accuracy == pytest.approx(4 / 6)
+    assert removed_2.reference_accuracy[0] == pytest.approx(4 / 6)
 
 
 def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
@@ -54,7 +58,9 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
     forget_images = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.4, 0.0], [0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
     holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # 3 of 4 right
     model = Shifted()
-    choice = CheckpointChoice(model, forget_images, forget_labels, torch.tensor([0, 1, 2]), holdout, CPU)
+    retain = TensorDataset(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.5]]),
+                           torch.tensor([0, 1, 2, 0]))  # all right; the last flips to 2 with a bias of 0.15 on 2
+    choice = CheckpointChoice(model, forget_images, forget_labels, torch.tensor([0, 1, 2]), holdout, retain, CPU)
     # T = holdout error of the forget samples' classes: class 0 right (0), class 1 half right (0.5)
     assert choice.target == pytest.approx(0.25)
     assert choice.candidates[0]["score"] == pytest.approx(0.25)  # forget error 0, no accuracy lost
@@ -63,10 +69,13 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
         with torch.no_grad():
             model.bias.copy_(torch.tensor(values))
 
-    set_bias(0.0, 0.0, 5.0)  # everything predicted 2: forget error 1, holdout accuracy 1/4
+    set_bias(0.0, 0.0, 5.0)  # everything predicted 2: forget error 1, holdout accuracy 1/4, retain 1/4
     choice.consider(model, "damaged")
-    assert choice.candidates[-1]["score"] == pytest.approx(0.75 + 0.5)
-    assert choice.best_at == "given model"
+    assert choice.candidates[-1]["score"] == pytest.approx(0.75 + 0.5 + 0.75)
+    set_bias(0.0, 0.2, 0.15)  # at the target forget error, but one retain sample of four lost
+    choice.consider(model, "retain damaged")
+    assert choice.candidates[-1]["score"] == pytest.approx(0.25)
+    assert choice.best_at == "retain damaged"  # a tie with the given model: the later one
     set_bias(0.0, 0.2, 0.0)  # one of four forget samples wrong: the target, holdout untouched
     choice.consider(model, "at the target")
     assert choice.candidates[-1]["score"] == pytest.approx(0.0)
@@ -79,16 +88,16 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
     info = choice.restore_best(fresh)
     assert info["chosen"] == "tied, later"
     assert torch.equal(fresh.bias, torch.tensor([0.0, 0.2, 0.01]))
-    assert [c["at"] for c in info["candidates"]] == ["given model", "damaged", "at the target", "tied, later",
-                                                     "back to the given model"]
+    assert [c["at"] for c in info["candidates"]] == ["given model", "damaged", "retain damaged", "at the target",
+                                                     "tied, later", "back to the given model"]
 
 
 def test_state_dict_round_trip_keeps_the_best_and_the_candidates():
     labels = torch.tensor([0, 1])
     choice = CheckpointChoice(Shifted(), one_hot([0, 1]), labels, torch.tensor([0, 1, 2]),
-                              holdout_half_wrong_on_class_0(), CPU)
+                              holdout_half_wrong_on_class_0(), retain_all_right(), CPU)
     other = CheckpointChoice(Shifted(), one_hot([0, 1]), labels, torch.tensor([0, 1, 2]),
-                             holdout_half_wrong_on_class_0(), CPU)
+                             holdout_half_wrong_on_class_0(), retain_all_right(), CPU)
     model = Shifted()
     with torch.no_grad():
         model.bias.fill_(0.25)
@@ -101,7 +110,7 @@ def test_state_dict_round_trip_keeps_the_best_and_the_candidates():
 def test_a_holdout_without_a_retained_class_is_refused():
     with pytest.raises(ValueError, match="holdout has no sample of a class the retain set still has"):
         CheckpointChoice(Shifted(), one_hot([0]), torch.tensor([0]), torch.tensor([1]),
-                         TensorDataset(one_hot([0, 2]), torch.tensor([0, 2])), CPU)
+                         TensorDataset(one_hot([0, 2]), torch.tensor([0, 2])), retain_all_right(), CPU)
 
 
 def test_config_refuses_an_unknown_choice():

@@ -6,15 +6,17 @@ and 2. For each, with the holdout (unseen data; never the test set):
 
     e_f   error on the forget set
     a_h   accuracy on the holdout samples of the classes the retain set still has
+    a_r   accuracy on a fixed sample of the retain set
 
 The target forget error is what unseen data shows: per forget sample, the given model's holdout
 error on that sample's class when the retain set still has the class, 1 when it does not (a
 class a model never saw is never predicted); T is their mean over the forget set. The score
 
-    score = |e_f - T| + max(0, a_h(given) - a_h)
+    score = |e_f - T| + max(0, a_h(given) - a_h) + max(0, a_r(given) - a_r)
 
-is the forget set's distance from "unseen" plus the holdout accuracy the run has cost, both
-as error rates. The lowest score is kept (the later one on a tie); the run returns it.
+is the forget set's distance from "unseen" plus the accuracy the run has cost on unseen data
+and on the data that stays, all as error rates: a Retrain keeps both (it trains on the retain
+set), so what a candidate loses on either is harm. The lowest score is kept (the later one on a tie); the run returns it.
 Forgetting that overshoots "unseen", and repair that has not yet repaired, both score worse.
 (SCRUB+R picks the checkpoint whose forget error is closest to a holdout's; this adds the
 cost to unseen data of the same classes, so that damage is not a way to reach the target.)
@@ -41,26 +43,32 @@ class CheckpointChoice:
     """Scores each candidate as it comes (``consider``) and keeps the best one's weights.
 
     forget_labels: (N,) labels of the forget set; retained_classes: (K,) the classes the retain
-    set still has; holdout: a labelled Dataset of unseen data."""
+    set still has; holdout: a labelled Dataset of unseen data; retain_sample: a labelled Dataset
+    of retain samples."""
 
     def __init__(self, model: nn.Module, forget_images: torch.Tensor, forget_labels: torch.Tensor,
-                 retained_classes: torch.Tensor, holdout, device: torch.device):
+                 retained_classes: torch.Tensor, holdout, retain_sample, device: torch.device):
         holdout_images, holdout_labels = to_tensors(holdout)
+        retain_images, retain_labels = to_tensors(retain_sample)
         keep = torch.isin(holdout_labels, retained_classes.cpu())
         if not keep.any():
             raise ValueError("checkpoint_choice='holdout': the holdout has no sample of a class the retain set "
                              "still has, so it cannot say what unseen data of those classes looks like")
         self.forget_images, self.forget_labels = forget_images, forget_labels.to(device)
         self.holdout_images, self.holdout_labels = holdout_images[keep], holdout_labels[keep].to(device)
+        self.retain_images, self.retain_labels = retain_images, retain_labels.to(device)
         self.device = device
         self.target = self._target_error(model, retained_classes.to(device))
-        self.reference_accuracy = self._holdout_accuracy(model)
+        self.reference_accuracy = self._accuracies(model)
         self.best_score, self.best_state, self.best_at = float("inf"), None, None
         self.candidates: list[dict] = []
         self.consider(model, "given model")
 
-    def _holdout_accuracy(self, model) -> float:
-        return float((predicted(model, self.holdout_images, self.device) == self.holdout_labels).float().mean())
+    def _accuracies(self, model) -> tuple[float, float]:
+        """(a_h, a_r) of ``model``."""
+        return tuple(float((predicted(model, images, self.device) == labels).float().mean())
+                     for images, labels in ((self.holdout_images, self.holdout_labels),
+                                            (self.retain_images, self.retain_labels)))
 
     def _target_error(self, model, retained_classes: torch.Tensor) -> float:
         """T: mean over forget samples of the holdout error of their class (1 for a removed class;
@@ -77,9 +85,11 @@ class CheckpointChoice:
     def consider(self, model: nn.Module, at: str) -> None:
         """Score ``model`` as it is now; keep a copy of its weights when it is the best so far."""
         forget_error = float((predicted(model, self.forget_images, self.device) != self.forget_labels).float().mean())
-        holdout_accuracy = self._holdout_accuracy(model)
-        score = abs(forget_error - self.target) + max(0.0, self.reference_accuracy - holdout_accuracy)
-        self.candidates.append(dict(at=at, forget_error=forget_error, holdout_accuracy=holdout_accuracy, score=score))
+        accuracies = self._accuracies(model)
+        score = abs(forget_error - self.target) + sum(max(0.0, given - now)
+                                                      for given, now in zip(self.reference_accuracy, accuracies))
+        self.candidates.append(dict(at=at, forget_error=forget_error, holdout_accuracy=accuracies[0],
+                                    retain_accuracy=accuracies[1], score=score))
         if score <= self.best_score:
             self.best_score, self.best_at = score, at
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -87,7 +97,8 @@ class CheckpointChoice:
     def restore_best(self, model: nn.Module) -> dict:
         """Load the best candidate's weights into ``model``; returns what was chosen, for the run's info."""
         model.load_state_dict(self.best_state)
-        return dict(target_forget_error=self.target, given_holdout_accuracy=self.reference_accuracy,
+        return dict(target_forget_error=self.target, given_holdout_accuracy=self.reference_accuracy[0],
+                    given_retain_accuracy=self.reference_accuracy[1],
                     chosen=self.best_at, candidates=list(self.candidates))
 
     # a resumable run saves and restores the candidates seen so far (runstate.RunState.attach)

@@ -323,6 +323,9 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
         ctx.info.update(checkpoint_choice=choice.restore_best(model))
 
 
+RETAIN_SCORE_SAMPLES = 1000  #: retain samples (a seeded draw) on which the checkpoint choice measures a_r
+
+
 def checkpoint_choice(model, forget_images, forget_labels, retain_loader, config: WSSCLConfig, ctx):
     """The holdout-calibrated :class:`CheckpointChoice` (scoring the given model now), or None for
     ``checkpoint_choice="last"`` or without a holdout; a resumed run gets its saved candidates back."""
@@ -331,8 +334,11 @@ def checkpoint_choice(model, forget_images, forget_labels, retain_loader, config
     if ctx.holdout is None:
         ctx.info.update(checkpoint_choice="last: no holdout to calibrate the choice on")
         return None
-    retained = dataset_labels(retain_loader).unique()
-    choice = CheckpointChoice(model, forget_images, forget_labels, retained, ctx.holdout, ctx.device)
+    retain = retain_loader.dataset
+    rows = torch.randperm(len(retain), generator=stream_generator(ctx.seed, "checkpoint_choice_retain"))
+    retain_sample = Subset(retain, rows[:RETAIN_SCORE_SAMPLES].tolist())
+    choice = CheckpointChoice(model, forget_images, forget_labels, dataset_labels(retain_loader).unique(),
+                              ctx.holdout, retain_sample, ctx.device)
     if ctx.run_state is not None:
         ctx.run_state.attach("wsscl_checkpoint_choice", choice)
     return choice
