@@ -92,6 +92,18 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
                                                      "tied, later", "back to the given model"]
 
 
+def test_a_given_model_within_one_standard_error_of_the_target_is_at_target():
+    holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # class 1 half wrong
+    labels = torch.tensor([1, 1, 1, 1])  # T = 0.5, N = 4: tolerance sqrt(0.25 / 4) = 0.25
+    images = [one_hot([1, 1, 1, 1]), one_hot([0, 1, 1, 1]), one_hot([0, 0, 0, 1])]  # forget error 0, 1/4, 3/4
+    at_target = [CheckpointChoice(Shifted(), x, labels, torch.tensor([0, 1, 2]), holdout, retain_all_right(),
+                                  CPU).at_target() for x in images]
+    assert at_target == [False, True, True]
+    removed = CheckpointChoice(Shifted(), one_hot([1, 1, 1, 1]), labels, torch.tensor([0, 2]), holdout,
+                               retain_all_right(), CPU)  # T = 1: the tolerance is 1/N, error 0 is far from it
+    assert removed.target == 1.0 and not removed.at_target()
+
+
 def test_state_dict_round_trip_keeps_the_best_and_the_candidates():
     labels = torch.tensor([0, 1])
     choice = CheckpointChoice(Shifted(), one_hot([0, 1]), labels, torch.tensor([0, 1, 2]),
@@ -135,7 +147,7 @@ def test_unlearn_returns_the_chosen_candidate_and_reports_every_epoch(digits_run
     info = result.info["checkpoint_choice"]
     assert [c["at"] for c in info["candidates"]] == ["given model", "forget epoch 1", "forget epoch 2",
                                                      "contrastive epoch 1", "contrastive epoch 2"]
-    assert info["target_forget_error"] == 1.0  # class 3 is removed
+    assert info["target_forget_error"] == 1.0 and info["skipped_training"] is False  # class 3 is removed
     best = min(info["candidates"], key=lambda c: c["score"])
     assert info["chosen"] in [c["at"] for c in info["candidates"] if c["score"] == best["score"]]
     chosen = next(c for c in info["candidates"] if c["at"] == info["chosen"])
@@ -145,6 +157,18 @@ def test_unlearn_returns_the_chosen_candidate_and_reports_every_epoch(digits_run
     with torch.no_grad():
         error = (result.model(forget_images).argmax(1) != forget_labels).float().mean()
     assert float(error) == pytest.approx(chosen["forget_error"])
+
+
+def test_a_given_model_already_at_the_target_is_returned_without_training(digits_run):
+    model, _, config, holdout = digits_run
+    bundle = load_bundle("digits", seed=0)
+    scenario = make_scenario(bundle, "random:0.1", seed=0)
+    result = unlearn(model, scenario.forget, scenario.retain, "wsscl", config, holdout=holdout, seed=0,
+                     runtime=Runtime(progress=False))
+    info = result.info["checkpoint_choice"]
+    assert info["skipped_training"] is True and [c["at"] for c in info["candidates"]] == ["given model"]
+    assert all(torch.equal(a, b) for a, b in zip(result.model.state_dict().values(), model.state_dict().values()))
+    assert set(result.info["work"]["by_stage"]) == {"saliency", "targets"}
 
 
 def test_without_a_holdout_the_last_model_is_returned_and_the_info_says_why(digits_run):

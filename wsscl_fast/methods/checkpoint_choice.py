@@ -18,10 +18,15 @@ is the forget set's distance from "unseen" plus the accuracy the run has cost on
 and on the data that stays, all as error rates: a Retrain keeps both (it trains on the retain
 set), so what a candidate loses on either is harm. The lowest score is kept (the later one on a tie); the run returns it.
 Forgetting that overshoots "unseen", and repair that has not yet repaired, both score worse.
+When the given model's forget error is already within one binomial standard error of T,
+sqrt(T (1 - T) / N) for N forget samples (at least 1/N), it already forgets as unseen data
+would at this sample size, and the run returns it without training (``at_target``).
 (SCRUB+R picks the checkpoint whose forget error is closest to a holdout's; this adds the
 cost to unseen data of the same classes, so that damage is not a way to reach the target.)
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -81,6 +86,12 @@ class CheckpointChoice:
             of_class = self.holdout_labels == label
             per_sample[self.forget_labels == label] = wrong[of_class].mean() if of_class.any() else wrong.mean()
         return float(per_sample.mean())
+
+    def at_target(self) -> bool:
+        """Whether the given model's forget error is within sqrt(T (1 - T) / N) (at least 1/N) of T."""
+        n = self.forget_labels.numel()
+        tolerance = max(math.sqrt(self.target * (1 - self.target) / n), 1 / n)
+        return abs(self.candidates[0]["forget_error"] - self.target) <= tolerance
 
     def consider(self, model: nn.Module, at: str) -> None:
         """Score ``model`` as it is now; keep a copy of its weights when it is the best so far."""

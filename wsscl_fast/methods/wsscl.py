@@ -308,10 +308,13 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
                                     device=ctx.device, backend=ctx.backend, saliency_storage=storage_for(config.saliency_mode))
     net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
-    with ctx.stage("targets"):  # pseudo-labels over num_views views, the KL bounds, the given model's scores
+    with ctx.stage("targets"):  # the given model's scores, pseudo-labels over num_views views, the KL bounds
+        choice = checkpoint_choice(model, forget_images, forget_labels, retain_loader, config, ctx)
+        if choice is not None and choice.at_target():
+            ctx.info.update(checkpoint_choice=dict(choice.restore_best(model), skipped_training=True))
+            return
         targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator("pseudo_label_views")),
                    kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
-        choice = checkpoint_choice(model, forget_images, forget_labels, retain_loader, config, ctx)
     with ctx.stage("forget"):
         if config.forget_epochs:
             forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx, choice)
@@ -320,7 +323,7 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
             contrastive_stage(net, model, (forget_images, forget_labels), targets, retain_loader, saliency, config, ctx,
                               choice)
     if choice is not None:
-        ctx.info.update(checkpoint_choice=choice.restore_best(model))
+        ctx.info.update(checkpoint_choice=dict(choice.restore_best(model), skipped_training=False))
 
 
 RETAIN_SCORE_SAMPLES = 1000  #: retain samples (a seeded draw) on which the checkpoint choice measures a_r
