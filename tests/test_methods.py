@@ -160,6 +160,8 @@ def test_api_errors(trained_digits_model, classwise):
     empty = Subset(classwise.forget, [])
     with pytest.raises(ValueError, match="forget: the dataset is empty"):
         unlearn(trained_digits_model, empty, classwise.retain)
+    with pytest.raises(ValueError, match="holdout: the dataset is empty"):
+        unlearn(trained_digits_model, classwise.forget, classwise.retain, holdout=empty)
     with pytest.raises(TypeError, match="retain: expected a torch Dataset or DataLoader"):
         unlearn(trained_digits_model, classwise.forget, [1, 2, 3])
     with pytest.raises(ValueError, match="unknown method 'magic'"):

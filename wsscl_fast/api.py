@@ -82,6 +82,8 @@ def unlearn(model: nn.Module, forget, retain, method: str = "wsscl", config=None
     if already_forgotten is not None:
         retain = retain_without(retain, already_forgotten)
     check_disjoint(forget, retain)
+    if holdout is not None and len(holdout) == 0:
+        raise ValueError("holdout: the dataset is empty; pass unseen labelled samples (a validation split), or None")
     runtime = (runtime or Runtime()).resolved(model)
     device, execution, run_state = runtime.device, runtime.execution, runtime.run_state
     batches_on = device if execution.device_data else None

@@ -16,13 +16,14 @@ class a model never saw is never predicted); T is their mean over the forget set
 
 is the forget set's distance from "unseen" plus the accuracy the run has cost on unseen data
 and on the data that stays, all as error rates: a Retrain keeps both (it trains on the retain
-set), so what a candidate loses on either is harm. The lowest score is kept (the later one on a tie); the run returns it.
-Forgetting that overshoots "unseen", and repair that has not yet repaired, both score worse.
+set), so what a candidate loses on either is harm. The lowest score is kept (the later one on
+a tie), and the run returns it. Forgetting that overshoots "unseen", and repair that has not
+yet repaired, both score worse.
 When the given model's forget error is already within one binomial standard error of T,
 sqrt(T (1 - T) / N) for N forget samples (at least 1/N), it already forgets as unseen data
 would at this sample size, and the run returns it without training (``at_target``).
 (SCRUB+R picks the checkpoint whose forget error is closest to a holdout's; this adds the
-cost to unseen data of the same classes, so that damage is not a way to reach the target.)
+accuracy lost on unseen and retained data, so that damage is not a way to reach the target.)
 """
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ stage 1  forgetting in logit space: maximise the bounded KL to aggregated pseudo
 stage 2  contrastive fine-tuning: CE(retain) + lambda * InfoNCE(forget image, its view; retain)
          + the stage-1 term, normalised by the bounds (+ optionally mu * SimCLR on retain views;
          optionally a lambda schedule, a projection head and a learned feature scale)
-Stages 1 and 2 update the weights with saliency-weighted SGD.
+Stages 1 and 2 update the weights with saliency-weighted SGD. With ``checkpoint_choice="holdout"``
+the run returns the given model or an epoch's, whichever is closest to unseen data
+(methods/checkpoint_choice.py).
 """
 from __future__ import annotations
 
