@@ -44,8 +44,9 @@ def trace(choice: str, model, bundle, requests, config) -> list[dict]:
                          holdout=bundle.validation, seed=0, runtime=Runtime(progress=False))
         current = result.model
         chosen = result.info.get("checkpoint_choice")
-        after = dict(kl_bound_seen_class_mean=result.info["kl_bound_seen_class_mean"],
+        after = dict(kl_bound_seen_class_mean=result.info.get("kl_bound_seen_class_mean"),  # None: not trained
                      chosen=chosen["chosen"] if isinstance(chosen, dict) else "last",
+                     skipped_training=isinstance(chosen, dict) and chosen["skipped_training"],
                      holdout_accuracy=predict_split(current, bundle.validation).accuracy,
                      test_accuracy=predict_split(current, bundle.test).accuracy,
                      new_forget_error=100 - predict_split(current, request.forget).accuracy,
