@@ -60,8 +60,9 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
     """One row per (method, request k): UA/RA/TA/MIA on everything forgotten after k requests,
     the Avg. Gap to a Retrain trained on the cumulative retain set, the mean per-example
     prediction KL from that Retrain on everything forgotten so far and on the test set
-    (``forget_KL``, ``test_KL``), the request's RTE and the cumulative RTE. Each method unlearns request k from its own model after request k - 1,
-    with the earlier requests' samples out of its retain set."""
+    (``forget_KL``, ``test_KL``), the request's RTE and the cumulative RTE. Each method
+    unlearns request k from its own model after request k - 1, with the earlier requests'
+    samples out of its retain set."""
     from .api import unlearn
     from .training import train_model
 
@@ -88,9 +89,8 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
             spent[m] += result.rte
             metrics = evaluate_unlearning(result.model, so_far.forget, so_far.retain, so_far.test,
                                           so_far.forgotten_test)
-            distances = {f"{split}_KL": float(prediction_kl(logits, _logits(result.model, getattr(so_far, split),
-                                                                                               device)).mean())
-                         for split, logits in reference_logits.items()}
+            distances = {f"{split}_KL": float(prediction_kl(oracle, _logits(result.model, getattr(so_far, split), device))
+                                              .mean()) for split, oracle in reference_logits.items()}
             rows.append(dict(method=m, request=k, seed=seed, **metrics, gap=avg_gap(metrics, reference), **distances,
                              RTE=result.rte, cumulative_RTE=spent[m]))
     return rows
