@@ -55,6 +55,23 @@ def test_unlearn_and_evaluate(checkpoint, tmp_path, capsys):
     assert record["original_weights_sha256"] != record["unlearned_weights_sha256"]
 
 
+def test_the_record_and_the_output_say_which_model_the_checkpoint_choice_returned(checkpoint, tmp_path, capsys):
+    out = tmp_path / "chosen"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "random:0.1", "--method", "wsscl",
+                 "--set", "checkpoint_choice=holdout", "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "record.json").read_text())
+    choice = record["checkpoint_choice"]
+    assert choice["chosen"] in [c["at"] for c in choice["candidates"]]
+    printed = "note: checkpoint_choice returned the given model unchanged" in capsys.readouterr().out
+    assert printed == (choice["chosen"] == "given model")
+    if choice["chosen"] == "given model":
+        assert record["original_weights_sha256"] == record["unlearned_weights_sha256"]
+    plain = tmp_path / "last"
+    assert main(["unlearn", "--checkpoint", str(checkpoint), "--forget", "class:1", "--method", "wsscl",
+                 "--set", "finetune_epochs=1", "--out", str(plain), "--quiet"]) == 0
+    assert "checkpoint_choice" not in json.loads((plain / "record.json").read_text())  # the default: the last model
+
+
 @pytest.fixture(scope="module")
 def retrain_random(checkpoint, tmp_path_factory):
     """A Retrain of `checkpoint` without random:0.1 (seed 0), one epoch."""

@@ -164,6 +164,12 @@ def cmd_unlearn(args) -> int:
                    "ledger": ledger.extended(names, file_sha256(out / "record.json")).to_dict()}, target)
     run_state.finish()
     print(f"{args.method} on {scenario.name}: RTE {result.rte:.2f}s -> {target} (record: {out / 'record.json'})")
+    choice = result.info.get("checkpoint_choice")
+    if isinstance(choice, dict) and choice["chosen"] == "given model":
+        print(f"note: checkpoint_choice returned the given model unchanged: its forget error was "
+              f"{choice['candidates'][0]['forget_error']:.1%} against the holdout's {choice['target_forget_error']:.1%}"
+              + (" (already within noise, so nothing was trained)" if choice["skipped_training"] else
+                 ", and every trained epoch scored worse; the record lists them"))
     _print_metrics(result.metrics)
     if result.audit:
         _print_metrics({k: v for k, v in result.audit.items() if k != "lira_scores"})

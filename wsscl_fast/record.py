@@ -94,6 +94,8 @@ def build_record(original_digest: str, result, forget_ids, *, seed: int, device,
     )
     if data is not None:
         record["data"] = data
+    if "checkpoint_choice" in result.info:  # WSS-CL's holdout choice: which model it returned, and why
+        record["checkpoint_choice"] = result.info["checkpoint_choice"]
     if retrain_metrics is not None and result.metrics is not None:
         record["retrain"] = dict(metrics=retrain_metrics, avg_gap=avg_gap(result.metrics, retrain_metrics))
     if ledger is not None:
