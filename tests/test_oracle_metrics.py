@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from wsscl_fast.metrics import (attack_epsilons, bootstrap, bucket_points, challenge_score, interval, klom, margins,
-                                prediction_kl, summarize, verdict)
+                                logits_on, prediction_kl, summarize, verdict)
 from wsscl_fast.metrics.oracle import CHALLENGE_DELTA, EPSILON_CAP
 
 
@@ -67,6 +67,18 @@ def test_prediction_kl_is_zero_for_equal_predictions_and_matches_the_formula():
     assert (prediction_kl(other, oracle) != prediction_kl(oracle, other)).any()  # KL(oracle || model), not both ways
     with pytest.raises(ValueError, match=r"prediction_kl needs two \(samples, classes\) logits of one shape"):
         prediction_kl(oracle, other[:1])
+
+
+def test_logits_on_keeps_the_order_and_runs_in_eval_mode():
+    data = torch.utils.data.TensorDataset(torch.arange(1200, dtype=torch.float32)[:, None], torch.zeros(1200))
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Dropout(0.9))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(0.0)
+    model.train()
+    logits = logits_on(model, data)
+    assert logits.shape == (1200, 1) and torch.equal(logits[:, 0], torch.arange(1200, dtype=torch.float32))
+    assert not model.training
 
 
 def test_summarize_gives_mean_and_95th_percentile():

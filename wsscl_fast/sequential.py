@@ -13,10 +13,10 @@ import time
 import torch
 from torch import nn
 
-from .data import (DataBundle, ForgetScenario, forgotten_scenario, make_loader, make_scenario, random_forget_split,
+from .data import (DataBundle, ForgetScenario, forgotten_scenario, make_scenario, random_forget_split,
                    with_removed_classes_apart)
 from .execution import Runtime
-from .metrics import avg_gap, evaluate_unlearning, prediction_kl
+from .metrics import avg_gap, evaluate_unlearning, logits_on, prediction_kl
 
 
 def parse_requests(spec: str) -> tuple[str, list[str] | tuple[float, int]]:
@@ -79,7 +79,7 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
                               seed=seed, progress=False)
         spent["retrain"] = time.perf_counter() - start  # a Retrain starts over: its cost is not cumulative
         reference = evaluate_unlearning(retrain, so_far.forget, so_far.retain, so_far.test, so_far.forgotten_test)
-        reference_logits = {split: _logits(retrain, getattr(so_far, split), device) for split in ("forget", "test")}
+        reference_logits = {split: logits_on(retrain, getattr(so_far, split), device) for split in ("forget", "test")}
         rows.append(dict(method="retrain", request=k, seed=seed, **reference, gap=0.0, forget_KL=0.0, test_KL=0.0,
                          RTE=spent["retrain"], cumulative_RTE=spent["retrain"]))
         for m in methods:
@@ -89,18 +89,12 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
             spent[m] += result.rte
             metrics = evaluate_unlearning(result.model, so_far.forget, so_far.retain, so_far.test,
                                           so_far.forgotten_test)
-            distances = {f"{split}_KL": float(prediction_kl(oracle, _logits(result.model, getattr(so_far, split), device))
-                                              .mean()) for split, oracle in reference_logits.items()}
+            logits = {split: logits_on(result.model, getattr(so_far, split), device) for split in reference_logits}
+            distances = {f"{split}_KL": float(prediction_kl(reference_logits[split], logits[split]).mean())
+                         for split in logits}
             rows.append(dict(method=m, request=k, seed=seed, **metrics, gap=avg_gap(metrics, reference), **distances,
                              RTE=result.rte, cumulative_RTE=spent[m]))
     return rows
-
-
-@torch.no_grad()
-def _logits(model: nn.Module, data, device: torch.device) -> torch.Tensor:
-    """(len(data), classes) eval-mode logits of ``model`` on ``data``, in order."""
-    model.eval()
-    return torch.cat([model(x.to(device)).float() for x, _ in make_loader(data, 512, shuffle=False)])
 
 
 def _reset(module: nn.Module) -> None:

@@ -25,7 +25,8 @@ from benchmarks.quality.cells import CACHE, REGIMES, cache_tag, cached_training,
 from benchmarks.harness import DEFAULT_CIFAR10
 
 from wsscl_fast.checkpoint import atomic_save
-from wsscl_fast.data import make_loader, make_scenario
+from wsscl_fast.data import make_scenario
+from wsscl_fast.metrics import logits_on
 
 SCENARIO_SEED = 0  #: the one forget set of a cell
 RETAIN_EVAL_SIZE = 1000  #: retain samples scored per model (a fixed seeded sample)
@@ -55,13 +56,6 @@ def load_cell(regime: str, forget: str, data_root=DEFAULT_CIFAR10) -> Cell:
     retain_points = Subset(scenario.retain, order[:RETAIN_EVAL_SIZE].sort().values.tolist())
     points = {"forget": scenario.forget, "retain": retain_points, "validation": scenario.holdout}
     return Cell(regime, forget, bundle, recipe, configs, scenario, points)
-
-
-@torch.no_grad()
-def logits_on(model, data) -> torch.Tensor:
-    """(len(data), classes) fp32 eval-mode logits, in order."""
-    model.eval()
-    return torch.cat([model(x).float() for x, _ in make_loader(data, 512, shuffle=False)])
 
 
 def cell_logits(cell: Cell, model) -> dict:

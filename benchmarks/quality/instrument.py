@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.quality.cells import CACHE, REGIMES, cell_name, tuned_configs
-from benchmarks.quality.ensembles import Cell, load_cell, logits_on, original, train_ensembles
+from benchmarks.quality.ensembles import Cell, load_cell, original, train_ensembles
 from benchmarks.harness import DEFAULT_CIFAR10, REPO, command_line, environment, provenance, write_json
 
 from wsscl_fast.api import unlearn
@@ -45,7 +45,7 @@ from wsscl_fast.data import dataset_labels
 from wsscl_fast.execution import Runtime
 from wsscl_fast.methods import UNLEARNING_METHODS
 from wsscl_fast.recipes import apply_overrides
-from wsscl_fast.metrics import bootstrap, challenge_score, interval, klom, margins, summarize, verdict
+from wsscl_fast.metrics import bootstrap, challenge_score, interval, klom, logits_on, margins, summarize, verdict
 from wsscl_fast.work import retrain_work
 
 SPLITS = ("forget", "retain", "validation")
