@@ -53,9 +53,9 @@ def test_target_is_the_holdout_error_of_each_forget_samples_class_and_one_for_a_
 
 
 def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
-    forget_labels = torch.tensor([0, 0, 1, 1])
+    forget_labels = torch.tensor([0, 0, 1, 1]).repeat(4)  # N = 16: four copies of four samples
     # the second class-0 sample sits near class 1: a bias of 0.2 on class 1 flips it alone
-    forget_images = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.4, 0.0], [0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
+    forget_images = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.4, 0.0], [0.0, 0.5, 0.0], [0.0, 0.5, 0.0]]).repeat(4, 1)
     holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # 3 of 4 right
     model = Shifted()
     retain = TensorDataset(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.5]]),
@@ -63,7 +63,9 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
     choice = CheckpointChoice(model, forget_images, forget_labels, torch.tensor([0, 1, 2]), holdout, retain, CPU)
     # T = holdout error of the forget samples' classes: class 0 right (0), class 1 half right (0.5)
     assert choice.target == pytest.approx(0.25)
-    assert choice.candidates[0]["score"] == pytest.approx(0.25)  # forget error 0, no accuracy lost
+    s = (0.25 * 0.75 / 16) ** 0.5  # the binomial standard error for N = 16: distances within it count 0
+    assert choice.tolerance == pytest.approx(s)
+    assert choice.candidates[0]["score"] == pytest.approx(0.25 - s)  # forget error 0, no accuracy lost
 
     def set_bias(*values):
         with torch.no_grad():
@@ -71,11 +73,11 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
 
     set_bias(0.0, 0.0, 5.0)  # everything predicted 2: forget error 1, holdout accuracy 1/4, retain 1/4
     choice.consider(model, "damaged")
-    assert choice.candidates[-1]["score"] == pytest.approx(0.75 + 0.5 + 0.75)
+    assert choice.candidates[-1]["score"] == pytest.approx(0.75 - s + 0.5 + 0.75)
     set_bias(0.0, 0.2, 0.15)  # at the target forget error, but one retain sample of four lost
     choice.consider(model, "retain damaged")
     assert choice.candidates[-1]["score"] == pytest.approx(0.25)
-    assert choice.best_at == "retain damaged"  # a tie with the given model: the later one
+    assert choice.best_at == "given model"  # the damage costs more than the given model's distance
     set_bias(0.0, 0.2, 0.0)  # one of four forget samples wrong: the target, holdout untouched
     choice.consider(model, "at the target")
     assert choice.candidates[-1]["score"] == pytest.approx(0.0)
@@ -86,22 +88,38 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
     assert choice.best_at == "tied, later"
     fresh = Shifted()
     info = choice.restore_best(fresh)
-    assert info["chosen"] == "tied, later"
+    assert info["chosen"] == "tied, later" and info["forget_error_tolerance"] == pytest.approx(s)
     assert torch.equal(fresh.bias, torch.tensor([0.0, 0.2, 0.01]))
     assert [c["at"] for c in info["candidates"]] == ["given model", "damaged", "retain damaged", "at the target",
                                                      "tied, later", "back to the given model"]
 
 
-def test_a_given_model_within_one_standard_error_of_the_target_is_at_target():
+def test_accuracy_is_not_traded_for_a_forget_error_nearer_the_target_within_its_standard_error():
+    holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # class 1 half wrong
+    labels = torch.tensor([1, 1, 1, 1])  # T = 0.5, N = 4: s = sqrt(0.25 / 4) = 0.25
+    retain = TensorDataset(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.5]]),
+                           torch.tensor([0, 1, 2, 0]))  # the last flips to class 2 with a bias of 0.15 on 2
+    model = Shifted()
+    choice = CheckpointChoice(model, one_hot([0, 1, 1, 1]), labels, torch.tensor([0, 1, 2]), holdout, retain, CPU)
+    assert choice.candidates[0]["forget_error"] == pytest.approx(0.25)  # 0.25 from T: within s
+    with torch.no_grad():
+        model.bias.copy_(torch.tensor([0.0, 0.0, 0.15]))  # forget error 0.5 = T, one retain sample lost
+    choice.consider(model, "exactly at T, retain damaged")
+    assert [c["score"] for c in choice.candidates] == [pytest.approx(0.0), pytest.approx(0.25)]
+    assert choice.best_at == "given model"
+
+
+def test_a_given_model_within_one_standard_error_of_the_target_scores_zero_and_is_at_target():
     holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # class 1 half wrong
     labels = torch.tensor([1, 1, 1, 1])  # T = 0.5, N = 4: tolerance sqrt(0.25 / 4) = 0.25
     images = [one_hot([1, 1, 1, 1]), one_hot([0, 1, 1, 1]), one_hot([0, 0, 0, 1])]  # forget error 0, 1/4, 3/4
-    at_target = [CheckpointChoice(Shifted(), x, labels, torch.tensor([0, 1, 2]), holdout, retain_all_right(),
-                                  CPU).at_target() for x in images]
-    assert at_target == [False, True, True]
+    choices = [CheckpointChoice(Shifted(), x, labels, torch.tensor([0, 1, 2]), holdout, retain_all_right(), CPU)
+               for x in images]
+    assert [c.candidates[0]["score"] for c in choices] == [pytest.approx(0.25), 0.0, 0.0]
+    assert [c.at_target() for c in choices] == [False, True, True]
     removed = CheckpointChoice(Shifted(), one_hot([1, 1, 1, 1]), labels, torch.tensor([0, 2]), holdout,
                                retain_all_right(), CPU)  # T = 1: the tolerance is 1/N, error 0 is far from it
-    assert removed.target == 1.0 and not removed.at_target()
+    assert removed.target == 1.0 and removed.tolerance == 0.25 and not removed.at_target()
 
 
 def test_state_dict_round_trip_keeps_the_best_and_the_candidates():

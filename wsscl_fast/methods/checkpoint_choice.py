@@ -10,18 +10,20 @@ and 2. For each, with the holdout (unseen data; never the test set):
 
 The target forget error is what unseen data shows: per forget sample, the given model's holdout
 error on that sample's class when the retain set still has the class, 1 when it does not (a
-class a model never saw is never predicted); T is their mean over the forget set. The score
+class a model never saw is never predicted); T is their mean over the forget set. A forget error
+measured on N samples is known to within its binomial standard error s = sqrt(T (1 - T) / N)
+(at least 1/N): a model that never saw the forget set would itself land anywhere in T +- s. The
+score counts only the distance beyond that,
 
-    score = |e_f - T| + max(0, a_h(given) - a_h) + max(0, a_r(given) - a_r)
+    score = max(0, |e_f - T| - s) + max(0, a_h(given) - a_h) + max(0, a_r(given) - a_r)
 
-is the forget set's distance from "unseen" plus the accuracy the run has cost on unseen data
-and on the data that stays, all as error rates: a Retrain keeps both (it trains on the retain
-set), so what a candidate loses on either is harm. The lowest score is kept (the later one on
-a tie), and the run returns it. Forgetting that overshoots "unseen", and repair that has not
-yet repaired, both score worse.
-When the given model's forget error is already within one binomial standard error of T,
-sqrt(T (1 - T) / N) for N forget samples (at least 1/N), it already forgets as unseen data
-would at this sample size, and the run returns it without training (``at_target``).
+the forget set's distance from "unseen" that the sample can tell, plus the accuracy the run has
+cost on unseen data and on the data that stays, all as error rates: a Retrain keeps both (it
+trains on the retain set), so what a candidate loses on either is harm, and accuracy is not
+traded for a forget error that is nearer T only within the noise. The lowest score is kept (the
+later one on a tie), and the run returns it. Forgetting that overshoots "unseen", and repair
+that has not yet repaired, both score worse. A given model that scores 0 (its forget error is
+within s of T) cannot be beaten, so the run returns it without training (``at_target``).
 (SCRUB+R picks the checkpoint whose forget error is closest to a holdout's; this adds the
 accuracy lost on unseen and retained data, so that damage is not a way to reach the target.)
 """
@@ -65,6 +67,8 @@ class CheckpointChoice:
         self.retain_images, self.retain_labels = retain_images, retain_labels.to(device)
         self.device = device
         self.target = self._target_error(model, retained_classes.to(device))
+        n = self.forget_labels.numel()
+        self.tolerance = max(math.sqrt(self.target * (1 - self.target) / n), 1 / n)
         self.reference_accuracy = self._accuracies(model)
         self.best_score, self.best_state, self.best_at = float("inf"), None, None
         self.candidates: list[dict] = []
@@ -89,17 +93,16 @@ class CheckpointChoice:
         return float(per_sample.mean())
 
     def at_target(self) -> bool:
-        """Whether the given model's forget error is within sqrt(T (1 - T) / N) (at least 1/N) of T."""
-        n = self.forget_labels.numel()
-        tolerance = max(math.sqrt(self.target * (1 - self.target) / n), 1 / n)
-        return abs(self.candidates[0]["forget_error"] - self.target) <= tolerance
+        """Whether the given model scores 0 (its forget error within ``tolerance`` of T): no
+        candidate can score lower."""
+        return self.candidates[0]["score"] == 0.0
 
     def consider(self, model: nn.Module, at: str) -> None:
         """Score ``model`` as it is now; keep a copy of its weights when it is the best so far."""
         forget_error = float((predicted(model, self.forget_images, self.device) != self.forget_labels).float().mean())
         accuracies = self._accuracies(model)
-        score = abs(forget_error - self.target) + sum(max(0.0, given - now)
-                                                      for given, now in zip(self.reference_accuracy, accuracies))
+        accuracy_lost = sum(max(0.0, given - now) for given, now in zip(self.reference_accuracy, accuracies))
+        score = max(0.0, abs(forget_error - self.target) - self.tolerance) + accuracy_lost
         self.candidates.append(dict(at=at, forget_error=forget_error, holdout_accuracy=accuracies[0],
                                     retain_accuracy=accuracies[1], score=score))
         if score <= self.best_score:
@@ -109,7 +112,8 @@ class CheckpointChoice:
     def restore_best(self, model: nn.Module) -> dict:
         """Load the best candidate's weights into ``model``; returns what was chosen, for the run's info."""
         model.load_state_dict(self.best_state)
-        return dict(target_forget_error=self.target, given_holdout_accuracy=self.reference_accuracy[0],
+        return dict(target_forget_error=self.target, forget_error_tolerance=self.tolerance,
+                    given_holdout_accuracy=self.reference_accuracy[0],
                     given_retain_accuracy=self.reference_accuracy[1],
                     chosen=self.best_at, candidates=list(self.candidates))
 
