@@ -46,6 +46,19 @@ def test_compare_sequential_keeps_earlier_classes_forgotten(trained_digits_model
     assert all(r["forget_KL"] > 0 and r["test_KL"] > 0 for r in wsscl)  # an unlearned model is not the Retrain
 
 
+def test_sequential_rows_record_which_checkpoint_wsscl_returned(trained_digits_model, digits, tiny_recipe):
+    configs = dict(tiny_recipe.method_configs, retrain=tiny_recipe.train.replace(epochs=1))
+    configs["wsscl"] = configs["wsscl"].replace(forget_epochs=1, finetune_epochs=1, checkpoint_choice="holdout")
+    rows = compare_sequential(trained_digits_model, digits, sequential_requests(digits, "random:0.05x2"),
+                              ["wsscl"], configs, runtime=QUIET)
+    for row in (r for r in rows if r["method"] == "wsscl"):
+        choice = row["checkpoint_choice"]
+        candidates = [c["at"] for c in choice["candidates"]]
+        assert candidates[0] == "given model" and choice["chosen"] in candidates
+        assert len(candidates) == (1 if choice["skipped_training"] else 3)  # given, the end of stage 1, of stage 2
+    assert all("checkpoint_choice" not in r for r in rows if r["method"] == "retrain")
+
+
 def test_cli_compare_runs_requests_in_sequence_and_stamps_its_report(tmp_path, capsys):
     from PIL import Image
 

@@ -60,7 +60,8 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
     """One row per (method, request k): UA/RA/TA/MIA on everything forgotten after k requests,
     the Avg. Gap to a Retrain trained on the cumulative retain set, the mean per-example
     prediction KL from that Retrain on everything forgotten so far and on the test set
-    (``forget_KL``, ``test_KL``), the request's RTE and the cumulative RTE. Each method
+    (``forget_KL``, ``test_KL``), the request's RTE and the cumulative RTE (and WSS-CL's
+    ``checkpoint_choice``: its candidates and the one returned). Each method
     unlearns request k from its own model after request k - 1, with the earlier requests'
     samples out of its retain set."""
     from .api import unlearn
@@ -92,8 +93,9 @@ def compare_sequential(model: nn.Module, bundle: DataBundle, requests: list[Forg
             logits = {split: logits_on(result.model, getattr(so_far, split), device) for split in reference_logits}
             distances = {f"{split}_KL": float(prediction_kl(reference_logits[split], logits[split]).mean())
                          for split in logits}
+            choice = {"checkpoint_choice": result.info["checkpoint_choice"]} if "checkpoint_choice" in result.info else {}
             rows.append(dict(method=m, request=k, seed=seed, **metrics, gap=avg_gap(metrics, reference), **distances,
-                             RTE=result.rte, cumulative_RTE=spent[m]))
+                             RTE=result.rte, cumulative_RTE=spent[m], **choice))
     return rows
 
 
