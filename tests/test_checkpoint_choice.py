@@ -186,7 +186,7 @@ def test_a_given_model_already_at_the_target_is_returned_without_training(digits
     info = result.info["checkpoint_choice"]
     assert info["skipped_training"] is True and [c["at"] for c in info["candidates"]] == ["given model"]
     assert all(torch.equal(a, b) for a, b in zip(result.model.state_dict().values(), model.state_dict().values()))
-    assert set(result.info["work"]["by_stage"]) == {"saliency", "targets"}
+    assert set(result.info["work"]["by_stage"]) == {"targets"}  # scored, then returned: no saliency, no training
 
 
 def test_without_a_holdout_the_last_model_is_returned_and_the_info_says_why(digits_run):

@@ -305,18 +305,18 @@ def contrastive_stage(net, model, forget, targets, retain_loader, saliency, conf
 @register("wsscl", WSSCLConfig, "WSS-CL: soft saliency, bounded KL forgetting, contrastive fine-tuning")
 def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
     net = FeaturesAndLogits(model, config.head_module)  # refuses a model without a final Linear, before any work
-    with ctx.stage("saliency"):
-        saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
-                                    device=ctx.device, backend=ctx.backend, saliency_storage=storage_for(config.saliency_mode))
-    net = ctx.parallel(net)
     forget_images, forget_labels = (t.to(ctx.device) for t in to_tensors(forget_loader.dataset))
     with ctx.stage("targets"):  # the given model's scores, pseudo-labels over num_views views, the KL bounds
         choice = checkpoint_choice(model, forget_images, forget_labels, retain_loader, config, ctx)
-        if choice is not None and choice.at_target():
+        if choice is not None and choice.at_target():  # nothing to forget: no saliency, no training
             ctx.info.update(checkpoint_choice=dict(choice.restore_best(model), skipped_training=True))
             return
         targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator("pseudo_label_views")),
                    kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
+    with ctx.stage("saliency"):  # leaves the model's weights, gradients and mode as they were
+        saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
+                                    device=ctx.device, backend=ctx.backend, saliency_storage=storage_for(config.saliency_mode))
+    net = ctx.parallel(net)
     with ctx.stage("forget"):
         if config.forget_epochs:
             forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx, choice)
