@@ -1,12 +1,16 @@
-"""One method's variants over a sequence of requests, against Retrain, from bench_sequential runs
-of the same requests and seed (each a --name variant): test accuracy and the prediction KL
-from each request's Retrain, per request. Nothing is re-measured; the PNG's provenance lists
-every input's commit and command.
+"""One method's runs over a sequence of requests, each against its own Retrain, from
+bench_sequential runs (variants on one seed, or one variant on several seeds; each a --name
+run): the test accuracy minus that request's Retrain's, and the prediction KL from that
+Retrain, per request. Nothing is re-measured; the PNG's provenance lists every input's commit
+and command.
 
     python -m benchmarks.publish.plot_sequence_variants --method wsscl \
         --run last=benchmarks/results/sequential_generalise_random.json \
         --run holdout=benchmarks/results/sequential_generalise_random_holdout_skip.json \
         --out benchmarks/results/sequential_generalise_random_wsscl_choice.png
+    python -m benchmarks.publish.plot_sequence_variants --method wsscl \
+        --run "seed 2=benchmarks/results/sequential_generalise_random_seed2_holdout_v4.json" ... \
+        --out benchmarks/results/sequential_generalise_random_wsscl_holdout_seeds.png
 """
 from __future__ import annotations
 
@@ -19,25 +23,23 @@ from benchmarks.harness import command_line, environment
 from wsscl_fast.report import save_figure
 
 
-def load_runs(specs: list[str], method: str) -> tuple[dict, list[dict], list[dict]]:
-    """({label: the method's rows}, Retrain's rows (the first run's; every run must agree), provenances)."""
-    runs, retrain, sources = {}, None, []
+def load_runs(specs: list[str], method: str) -> tuple[dict, list[dict]]:
+    """({label: (the method's rows, that run's Retrain rows)}, provenances), rows by request."""
+    runs, sources = {}, []
     for spec in specs:
         label, sep, path = spec.partition("=")
         if not sep:
             raise SystemExit(f"--run expects LABEL=PATH, got {spec!r}")
         result = json.loads(Path(path).read_text())
         rows = sorted(result["rows"], key=lambda r: r["request"])
-        mine = [r for r in rows if r["method"] == method]
+        mine, retrain = ([r for r in rows if r["method"] == m] for m in (method, "retrain"))
         if not mine:
             raise SystemExit(f"{path} has no {method} rows")
-        its_retrain = [r["TA"] for r in rows if r["method"] == "retrain"]
-        if retrain is not None and its_retrain != [r["TA"] for r in retrain]:
-            raise SystemExit(f"{path}: its Retrain differs from the first run's: not the same requests and seed")
-        retrain = retrain or [r for r in rows if r["method"] == "retrain"]
-        runs[label] = mine
+        if [r["request"] for r in mine] != [r["request"] for r in retrain]:
+            raise SystemExit(f"{path}: its {method} and Retrain rows are not the same requests")
+        runs[label] = (mine, retrain)
         sources.append(dict(file=Path(path).name, commit=result["environment"]["git_commit"], command=result["command"]))
-    return runs, retrain, sources
+    return runs, sources
 
 
 def main(argv=None) -> int:
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=PATH")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    runs, retrain, sources = load_runs(args.run, args.method)
+    runs, sources = load_runs(args.run, args.method)
 
     import matplotlib
 
@@ -54,24 +56,22 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     fig, (accuracy, distance) = plt.subplots(1, 2, figsize=(8.5, 3.2), dpi=90)
-    k = [r["request"] for r in retrain]
-    accuracy.plot(k, [r["TA"] for r in retrain], marker="o", color="black", label="retrain")
-    accuracy.fill_between(k, [r["TA"] - 1 for r in retrain], [r["TA"] + 1 for r in retrain], color="black",
-                          alpha=0.1, label="retrain ± 1 point")
-    for i, (label, rows) in enumerate(runs.items()):
+    k = sorted({r["request"] for mine, _ in runs.values() for r in mine})
+    accuracy.axhline(0, color="black", linewidth=1)
+    accuracy.axhspan(-1, 1, color="black", alpha=0.1, label="within 1 point of Retrain")
+    for i, (label, (mine, retrain)) in enumerate(runs.items()):
         style = dict(marker="o", color=f"C{i}", label=f"{args.method} ({label})")
-        accuracy.plot([r["request"] for r in rows], [r["TA"] for r in rows], **style)
-        distance.plot([r["request"] for r in rows], [r["test_KL"] for r in rows], **style)
-        distance.plot([r["request"] for r in rows], [r["forget_KL"] for r in rows], marker="x", linestyle="--",
-                      color=f"C{i}")
-    accuracy.set_ylabel("test accuracy (%)")
+        requests = [r["request"] for r in mine]
+        accuracy.plot(requests, [r["TA"] - ref["TA"] for r, ref in zip(mine, retrain)], **style)
+        distance.plot(requests, [r["test_KL"] for r in mine], **style)
+        distance.plot(requests, [r["forget_KL"] for r in mine], marker="x", linestyle="--", color=f"C{i}")
+    accuracy.set_ylabel("test accuracy minus Retrain's (points)")
     distance.set_ylabel("KL from that request's Retrain (nats)\nsolid: test, dashed: forgotten so far")
     for axis in (accuracy, distance):
         axis.set_xticks(k)
         axis.set_xlabel("requests so far")
         axis.legend(fontsize=7)
-    fig.suptitle(f"{args.method}: checkpoint choice over {len(k)} requests (one seed, one Retrain per request)",
-                 fontsize=9)
+    fig.suptitle(f"{args.method} over {len(k)} requests, each against that request's Retrain", fontsize=9)
     fig.tight_layout()
     stamp = environment()
     save_figure(fig, args.out, dict(commit=stamp["git_commit"], date=stamp["date"], device=stamp["device"],
