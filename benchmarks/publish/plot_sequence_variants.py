@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (accuracy, distance) = plt.subplots(1, 2, figsize=(8.5, 3.2), dpi=90)
+    fig, (accuracy, distance) = plt.subplots(1, 2, figsize=(10.5, 3.4), dpi=90)
     k = sorted({r["request"] for mine, _ in runs.values() for r in mine})
     accuracy.axhline(0, color="black", linewidth=1)
     accuracy.axhspan(-1, 1, color="black", alpha=0.1, label="within 1 point of Retrain")
@@ -70,9 +70,9 @@ def main(argv=None) -> int:
     for axis in (accuracy, distance):
         axis.set_xticks(k)
         axis.set_xlabel("requests so far")
-        axis.legend(fontsize=7)
+    fig.legend(*accuracy.get_legend_handles_labels(), loc="center right", fontsize=7)
     fig.suptitle(f"{args.method} over {len(k)} requests, each against that request's Retrain", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.8, 1))  # the right fifth holds the legend, clear of the lines
     stamp = environment()
     save_figure(fig, args.out, dict(commit=stamp["git_commit"], date=stamp["date"], device=stamp["device"],
                                     command=command_line(__spec__.name, argv), inputs=sources))
