@@ -27,3 +27,22 @@ def test_the_floor_is_the_oracles_against_themselves_and_a_shift_stands_out_pair
     assert paired_difference(close, far, oracles, bins=2, resamples=50, seed=0)["verdict"] == "lower"
     same = paired_difference(close, close, oracles, bins=2, resamples=50, seed=0)
     assert same["difference"] == 0 and same["verdict"] == "tied"
+
+
+def _cell_result(best_ra: float) -> dict:
+    """A minimal instrument result: WSS-CL, a lower-KLoM baseline at retain accuracy ``best_ra``, the original."""
+    def row(klom, ra):
+        return {"klom": klom, "klom_ci": [klom - 0.1, klom + 0.1], "RA": ra,
+                "splits": {s: {"mean": klom, "p95": klom} for s in SPLITS}}
+    return {"models": 8, "separable": True, "floor_factor": 5.0, "floor": row(0.8, 0.0),
+            "oracle_accuracy": {"UA": 100.0, "RA": 85.0, "VA": 78.0},
+            "rows": {"original": row(5.0, 86.0), "wsscl": row(5.2, 87.0), "neggrad_plus": row(4.6, best_ra)},
+            "wsscl_against": {"original": {"verdict": "higher"}, "neggrad_plus": {"verdict": "higher"}}}
+
+
+def test_the_summary_names_the_lowest_rows_retain_accuracy_beside_the_oracles():
+    from benchmarks.publish.summarize_instrument import cell_sentence
+
+    sentence = cell_sentence("generalise", "classwise", _cell_result(best_ra=29.3))
+    assert "the lowest point estimate is neggrad_plus's (4.600, at RA 29.3 against the oracles' 85.0)" in sentence
+    assert "above neggrad_plus" in sentence

@@ -52,10 +52,12 @@ def cell_sentence(regime: str, scenario: str, result: dict) -> str:
     if len(saturated) > len(rows) // 2:
         parts.append(f"on the forget set KLoM saturates for {len(saturated)} of {len(rows)} rows, the original "
                      f"included (their margins and the oracles' do not overlap), so it cannot rank forgetting here: "
-                     f"the differences below come from the retain and validation splits")
+                     f"the differences below come from the retain and validation splits, and a damaged model whose "
+                     f"forget margins leave saturation can rank lowest (read each row's RA beside the oracles')")
     parts += [f"WSS-CL's KLoM is {rows['wsscl']['klom']:.3f} {_ci(rows['wsscl']['klom_ci'])}, {relation} "
               f"the untouched original's",
-              f"the lowest point estimate is {best}'s ({rows[best]['klom']:.3f})",
+              f"the lowest point estimate is {best}'s ({rows[best]['klom']:.3f}, at RA {rows[best]['RA']:.1f} "
+              f"against the oracles' {result['oracle_accuracy']['RA']:.1f})",
               f"by paired intervals WSS-CL is below {', '.join(lower) or 'no method'}, "
               f"tied with {', '.join(tied) or 'no method'} and above {', '.join(higher) or 'no method'}"]
     return f"- {head}: " + "; ".join(parts) + "."
