@@ -52,18 +52,43 @@ def test_target_is_the_holdout_error_of_each_forget_samples_class_and_one_for_a_
     assert removed_2.reference_accuracy[0] == pytest.approx(4 / 6)
 
 
+def acceptance_half_width(targets, holdout_counts):
+    """1.96 sqrt(Var e_f + Var T), written out: targets (per forget sample), holdout_counts
+    {class: (forget samples of it, holdout samples of it, its holdout error)}."""
+    n = len(targets)
+    forget_variance = sum(t * (1 - t) for t in targets) / n ** 2
+    target_variance = sum((k / n) ** 2 * e * (1 - e) / m for k, m, e in holdout_counts.values())
+    return 1.96 * (forget_variance + target_variance) ** 0.5
+
+
+def test_the_tolerance_is_the_95_percent_region_of_forget_error_minus_target_both_measured():
+    forget_labels = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])  # N = 10
+    holdout = TensorDataset(one_hot([0, 0, 1, 1, 0, 1, 1, 1]), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]))
+    choice = CheckpointChoice(Shifted(), one_hot(forget_labels.tolist()), forget_labels, torch.tensor([0, 1, 2]),
+                              holdout, retain_all_right(), CPU)  # class 0: 2 of 4 wrong; class 1: 1 of 4 wrong
+    assert choice.target == pytest.approx((3 * 0.5 + 7 * 0.25) / 10)
+    expected = acceptance_half_width([0.5] * 3 + [0.25] * 7, {0: (3, 4, 0.5), 1: (7, 4, 0.25)})
+    assert choice.tolerance == pytest.approx(expected)
+    # a removed class's target 1 is exact, and the floor is 1/N
+    removed = CheckpointChoice(Shifted(), one_hot(forget_labels.tolist()), forget_labels, torch.tensor([2]),
+                               holdout_half_wrong_on_class_0(), retain_all_right(), CPU)
+    assert removed.target == 1.0 and removed.tolerance == pytest.approx(1 / 10)
+
+
 def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
     forget_labels = torch.tensor([0, 0, 1, 1]).repeat(4)  # N = 16: four copies of four samples
     # the second class-0 sample sits near class 1: a bias of 0.2 on class 1 flips it alone
     forget_images = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.4, 0.0], [0.0, 0.5, 0.0], [0.0, 0.5, 0.0]]).repeat(4, 1)
-    holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # 3 of 4 right
+    # 3 of 4 right, 25 copies: class 0 (25) always right, class 1 (50) half wrong, class 2 (25) right
+    holdout = TensorDataset(one_hot([0, 1, 2, 0]).repeat(25, 1), torch.tensor([0, 1, 2, 1]).repeat(25))
     model = Shifted()
     retain = TensorDataset(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.5]]),
                            torch.tensor([0, 1, 2, 0]))  # all right; the last flips to 2 with a bias of 0.15 on 2
     choice = CheckpointChoice(model, forget_images, forget_labels, torch.tensor([0, 1, 2]), holdout, retain, CPU)
     # T = holdout error of the forget samples' classes: class 0 right (0), class 1 half right (0.5)
     assert choice.target == pytest.approx(0.25)
-    s = (0.25 * 0.75 / 16) ** 0.5  # the binomial standard error for N = 16: distances within it count 0
+    s = acceptance_half_width([0.0] * 8 + [0.5] * 8, {0: (8, 25, 0.0), 1: (8, 50, 0.5)})  # distances within: 0
+    assert 0 < s < 0.25
     assert choice.tolerance == pytest.approx(s)
     assert choice.candidates[0]["score"] == pytest.approx(0.25 - s)  # forget error 0, no accuracy lost
 
@@ -94,13 +119,19 @@ def test_the_best_score_is_kept_and_restored_later_ties_win_and_damage_costs():
                                                      "tied, later", "back to the given model"]
 
 
-def test_accuracy_is_not_traded_for_a_forget_error_nearer_the_target_within_its_standard_error():
-    holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # class 1 half wrong
-    labels = torch.tensor([1, 1, 1, 1])  # T = 0.5, N = 4: s = sqrt(0.25 / 4) = 0.25
+def holdout_half_wrong_on_class_1():
+    """100 samples: class 1 (50) predicted right half the time, classes 0 and 2 always right."""
+    return TensorDataset(one_hot([0, 1, 2, 0]).repeat(25, 1), torch.tensor([0, 1, 2, 1]).repeat(25))
+
+
+def test_accuracy_is_not_traded_for_a_forget_error_nearer_the_target_within_its_tolerance():
+    holdout = holdout_half_wrong_on_class_1()
+    labels = torch.tensor([1, 1, 1, 1]).repeat(4)  # T = 0.5, N = 16: s = 1.96 sqrt(1/64 + 1/200) = 0.28
     retain = TensorDataset(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.5]]),
                            torch.tensor([0, 1, 2, 0]))  # the last flips to class 2 with a bias of 0.15 on 2
     model = Shifted()
-    choice = CheckpointChoice(model, one_hot([0, 1, 1, 1]), labels, torch.tensor([0, 1, 2]), holdout, retain, CPU)
+    choice = CheckpointChoice(model, one_hot([0, 1, 1, 1] * 4), labels, torch.tensor([0, 1, 2]), holdout, retain, CPU)
+    assert choice.tolerance == pytest.approx(1.96 * (16 * 0.25 / 16 ** 2 + 0.25 / 50) ** 0.5)
     assert choice.candidates[0]["forget_error"] == pytest.approx(0.25)  # 0.25 from T: within s
     with torch.no_grad():
         model.bias.copy_(torch.tensor([0.0, 0.0, 0.15]))  # forget error 0.5 = T, one retain sample lost
@@ -109,17 +140,17 @@ def test_accuracy_is_not_traded_for_a_forget_error_nearer_the_target_within_its_
     assert choice.best_at == "given model"
 
 
-def test_a_given_model_within_one_standard_error_of_the_target_scores_zero_and_is_at_target():
-    holdout = TensorDataset(one_hot([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1]))  # class 1 half wrong
-    labels = torch.tensor([1, 1, 1, 1])  # T = 0.5, N = 4: tolerance sqrt(0.25 / 4) = 0.25
-    images = [one_hot([1, 1, 1, 1]), one_hot([0, 1, 1, 1]), one_hot([0, 0, 0, 1])]  # forget error 0, 1/4, 3/4
+def test_a_given_model_within_the_tolerance_of_the_target_scores_zero_and_is_at_target():
+    holdout = holdout_half_wrong_on_class_1()
+    labels = torch.tensor([1, 1, 1, 1]).repeat(4)  # T = 0.5, N = 16: tolerance 0.28
+    images = [one_hot([1, 1, 1, 1] * 4), one_hot([0, 1, 1, 1] * 4), one_hot([0, 0, 0, 1] * 4)]  # error 0, 1/4, 3/4
     choices = [CheckpointChoice(Shifted(), x, labels, torch.tensor([0, 1, 2]), holdout, retain_all_right(), CPU)
                for x in images]
-    assert [c.candidates[0]["score"] for c in choices] == [pytest.approx(0.25), 0.0, 0.0]
+    assert [c.candidates[0]["score"] for c in choices] == [pytest.approx(0.5 - choices[0].tolerance), 0.0, 0.0]
     assert [c.at_target() for c in choices] == [False, True, True]
-    removed = CheckpointChoice(Shifted(), one_hot([1, 1, 1, 1]), labels, torch.tensor([0, 2]), holdout,
+    removed = CheckpointChoice(Shifted(), one_hot([1, 1, 1, 1] * 4), labels, torch.tensor([0, 2]), holdout,
                                retain_all_right(), CPU)  # T = 1: the tolerance is 1/N, error 0 is far from it
-    assert removed.target == 1.0 and removed.tolerance == 0.25 and not removed.at_target()
+    assert removed.target == 1.0 and removed.tolerance == 1 / 16 and not removed.at_target()
 
 
 def test_state_dict_round_trip_keeps_the_best_and_the_candidates():

@@ -10,10 +10,14 @@ and 2. For each, with the holdout (unseen data; never the test set):
 
 The target forget error is what unseen data shows: per forget sample, the given model's holdout
 error on that sample's class when the retain set still has the class, 1 when it does not (a
-class a model never saw is never predicted); T is their mean over the forget set. A forget error
-measured on N samples is known to within its binomial standard error s = sqrt(T (1 - T) / N)
-(at least 1/N): a model that never saw the forget set would itself land anywhere in T +- s. The
-score counts only the distance beyond that,
+class a model never saw is never predicted); T is their mean over the forget set. Both sides are
+measured: a model that never saw the forget set would show a forget error e_f with variance
+sum_i t_i (1 - t_i) / N^2 (t_i the per-sample targets, N forget samples), and T itself comes from
+n_c holdout samples per class, with variance sum_c (N_c / N)^2 t_c (1 - t_c) / n_c (N_c forget
+samples of class c). s is the half-width of the two-sided 95% acceptance region of e_f - T,
+s = 1.96 sqrt(both) (at least 1/N): such a model lands outside T +- s one time in twenty
+(version 4 used one standard error of e_f alone: one time in three). The score counts only the
+distance beyond that,
 
     score = max(0, |e_f - T| - s) + max(0, a_h(given) - a_h) + max(0, a_r(given) - a_r)
 
@@ -35,6 +39,9 @@ import torch
 from torch import nn
 
 from ..data import to_tensors
+
+#: the forget term's acceptance region: two-sided 95% for a model that never saw the forget set
+ACCEPTANCE_Z = 1.96
 
 
 @torch.no_grad()
@@ -66,9 +73,8 @@ class CheckpointChoice:
         self.holdout_images, self.holdout_labels = holdout_images[keep], holdout_labels[keep].to(device)
         self.retain_images, self.retain_labels = retain_images, retain_labels.to(device)
         self.device = device
-        self.target = self._target_error(model, retained_classes.to(device))
-        n = self.forget_labels.numel()
-        self.tolerance = max(math.sqrt(self.target * (1 - self.target) / n), 1 / n)
+        self.target, variance = self._target_error(model, retained_classes.to(device))
+        self.tolerance = max(ACCEPTANCE_Z * math.sqrt(variance), 1 / self.forget_labels.numel())
         self.reference_accuracy = self._accuracies(model)
         self.best_score, self.best_state, self.best_at = float("inf"), None, None
         self.candidates: list[dict] = []
@@ -80,17 +86,25 @@ class CheckpointChoice:
                      for images, labels in ((self.holdout_images, self.holdout_labels),
                                             (self.retain_images, self.retain_labels)))
 
-    def _target_error(self, model, retained_classes: torch.Tensor) -> float:
-        """T: mean over forget samples of the holdout error of their class (1 for a removed class;
-        the whole holdout's error for a class the holdout lacks)."""
+    def _target_error(self, model, retained_classes: torch.Tensor) -> tuple[float, float]:
+        """(T, the variance of e_f - T for a model that never saw the forget set). T: mean over
+        forget samples of the holdout error of their class (1 for a removed class; the whole
+        holdout's error for a class the holdout lacks)."""
         wrong = (predicted(model, self.holdout_images, self.device) != self.holdout_labels).float()
+        n = self.forget_labels.numel()
         per_sample = torch.ones(self.forget_labels.shape, device=self.device)
+        target_variance = 0.0
         for label in self.forget_labels.unique():
             if not torch.isin(label, retained_classes):
-                continue
+                continue  # a removed class: its target 1 is exact
             of_class = self.holdout_labels == label
-            per_sample[self.forget_labels == label] = wrong[of_class].mean() if of_class.any() else wrong.mean()
-        return float(per_sample.mean())
+            measured_on = wrong[of_class] if of_class.any() else wrong
+            rate = float(measured_on.mean())
+            in_forget = self.forget_labels == label
+            per_sample[in_forget] = rate
+            target_variance += (int(in_forget.sum()) / n) ** 2 * rate * (1 - rate) / measured_on.numel()
+        forget_variance = float((per_sample * (1 - per_sample)).sum()) / n ** 2
+        return float(per_sample.mean()), forget_variance + target_variance
 
     def at_target(self) -> bool:
         """Whether the given model scores 0 (its forget error within ``tolerance`` of T): no
