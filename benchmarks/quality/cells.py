@@ -6,8 +6,11 @@ A cell is a regime and a forget spec: ``random:0.1`` or ``class:0``; its name is
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -26,19 +29,38 @@ CACHE = REPO / "benchmarks" / ".cache" / "quality_cpu"
 
 
 def cached_training(key: str, build, train_data, config, seed: int, desc: str):
-    """Train (or load from the cache) a model; returns (model, training seconds)."""
+    """Train (or load from the cache) a model; returns (model, training seconds).
+
+    ``seed`` fixes the initial weights as well as the training: the model is built after
+    ``torch.manual_seed(seed)``, since torch seeds its default generator at random at start-up
+    and a key must name one model whatever ran before it. A second process asking for a key
+    that is being trained waits for that model (an exclusive lock per key) instead of training
+    its own copy."""
     path = CACHE / f"{key}.pt"
-    model = build()
-    if path.exists():
-        blob = torch.load(path, weights_only=True)
-        model.load_state_dict(blob["state_dict"])
-        return model.eval(), blob["seconds"]
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    train_model(model, train_data, config, torch.device("cpu"), seed=seed, progress=True, desc=desc)
-    seconds = time.perf_counter() - start
-    atomic_save({"state_dict": model.state_dict(), "seconds": seconds}, path)
+    with exclusive_lock(path.with_suffix(".lock")):
+        torch.manual_seed(seed)
+        model = build()
+        if path.exists():
+            blob = torch.load(path, weights_only=True)
+            model.load_state_dict(blob["state_dict"])
+            return model.eval(), blob["seconds"]
+        start = time.perf_counter()
+        train_model(model, train_data, config, torch.device("cpu"), seed=seed, progress=True, desc=desc)
+        seconds = time.perf_counter() - start
+        atomic_save({"state_dict": model.state_dict(), "seconds": seconds}, path)
     return model.eval(), seconds
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path):
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 #: per regime: the data, the model width and the original's training recipe (Retrain's too)
