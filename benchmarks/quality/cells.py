@@ -32,10 +32,10 @@ def cached_training(key: str, build, train_data, config, seed: int, desc: str):
     """Train (or load from the cache) a model; returns (model, training seconds).
 
     ``seed`` fixes the initial weights as well as the training: the model is built after
-    ``torch.manual_seed(seed)``, since torch seeds its default generator at random at start-up
-    and a key must name one model whatever ran before it. A second process asking for a key
-    that is being trained waits for that model (an exclusive lock per key) instead of training
-    its own copy."""
+    ``torch.manual_seed(seed)``, since torch (2.14 here) starts its default generator from a
+    random seed in each process and a key must name one model whatever ran before it. A second
+    process asking for a key that is being trained waits for that model (an exclusive lock per
+    key) instead of training its own copy."""
     path = CACHE / f"{key}.pt"
     with exclusive_lock(path.with_suffix(".lock")):
         torch.manual_seed(seed)
