@@ -175,9 +175,7 @@ class WSSCLConfig(_Common):
     InfoNCE(z(x_f), z(aug x_f), z(x_r); ``temperature``) on L2-normalised backbone features
     (anchor: the clean forget image; positive: its view; negatives: the retain batch), for
     ``finetune_epochs`` passes over the retain set, with ``finetune_forget_batch_size`` forget
-    samples per step (``contrastive_negatives``, ``retain_pair_weight``, ``contrastive_schedule``,
-    ``projection_dim`` and ``learn_feature_scale`` select the other readings of the term that
-    docs/method.md lists); with ``finetune_forget_weight`` > 0
+    samples per step; with ``finetune_forget_weight`` > 0
     stage 1's bounded KL term, on the clean forget images and divided by each sample's bound
     (the fraction of the way to "unseen"), stays in the loss (our reading of "adversarial
     fine-tuning": forgetting pressure while utility recovers).
@@ -221,19 +219,6 @@ class WSSCLConfig(_Common):
     finetune_forget_batch_size: int = 32
     contrastive_weight: float = 1.0  #: lambda
     temperature: float = 0.5  #: of the InfoNCE loss
-    #: each forget anchor's negatives: "all" retain samples of the batch, or "other_classes" (the
-    #: retain samples of its own class left out; the same as "all" when its class is removed)
-    contrastive_negatives: str = "all"
-    #: weight of a SimCLR term on two views of each retain batch beside the forget pairs (CoUn's pairs); 0: off
-    retain_pair_weight: float = 0.0
-    #: lambda over stage 2's steps t = 0..T-1: "constant", "ramp" (lambda (t+1)/T) or "decay" (lambda (1 - t/T))
-    contrastive_schedule: str = "constant"
-    #: > 0: the contrastive terms see g(z), a 2-layer MLP head D -> D -> this width (SimCLR's projection
-    #: head), trained in stage 2 and then discarded; 0: the backbone features z themselves
-    projection_dim: int = 0
-    #: True: the contrastive features are s * z / |z| with a scale s = exp(a) learned in stage 2 (a = 0
-    #: at the start; our reading of "scaled feature representations"); False: s = 1
-    learn_feature_scale: bool = False
     finetune_forget_weight: float = 3.5  #: stage 1's bounded KL term kept in stage 2 (our reading of "adversarial")
     #: the model returned: "last" (the end of stage 2) or "holdout" (of the given model and every epoch's end,
     #: the one whose forget error is closest to unseen data's at the least holdout accuracy lost;
@@ -245,16 +230,11 @@ class WSSCLConfig(_Common):
         self._require("finetune_schedule", lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'")
         self._require("checkpoint_choice", lambda v: v in ("last", "holdout"), "'last' or 'holdout'")
         self._require("saliency_mode", lambda v: v in STORAGES_BY_MODE, "'soft' or 'hard'")
-        self._require("contrastive_negatives", lambda v: v in ("all", "other_classes"), "'all' or 'other_classes'")
-        self._require("contrastive_schedule", lambda v: v in ("constant", "ramp", "decay"),
-                      "'constant', 'ramp' or 'decay'")
-        self._require("projection_dim", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                      "an integer >= 0")
         self._require("saliency_ratio", lambda v: 0 < v <= 1, "in (0, 1]")
         for name in ("temperature", "pseudo_label_temperature", "kl_bound_fallback",
                      "forget_lr", "finetune_lr"):
             self._require(name, lambda v: v > 0, "> 0")
-        for name in ("contrastive_weight", "retain_pair_weight", "finetune_forget_weight"):
+        for name in ("contrastive_weight", "finetune_forget_weight"):
             self._require(name, lambda v: v >= 0, ">= 0")
         for name in ("num_views", "forget_batch_size", "finetune_forget_batch_size"):
             self._require(name, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")

@@ -3,8 +3,7 @@
 stage 0  saliency s from |sum of forget-set gradients| (soft by default)
 stage 1  forgetting in logit space: maximise the bounded KL to aggregated pseudo-labels
 stage 2  contrastive fine-tuning: CE(retain) + lambda * InfoNCE(forget image, its view; retain)
-         + the stage-1 term, normalised by the bounds (+ optionally mu * SimCLR on retain views;
-         optionally a lambda schedule, a projection head and a learned feature scale)
+         + the stage-1 term, normalised by the bounds
 Stages 1 and 2 update the weights with saliency-weighted SGD. With ``checkpoint_choice="holdout"``
 the run returns the given model or an epoch's, whichever is closest to unseen data
 (methods/checkpoint_choice.py).
@@ -13,20 +12,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import Subset
 
 from .. import distributed
 from ..config import WSSCLConfig
 from ..data import augment_batch, dataset_labels, to_tensors
-from ..models import FeaturesAndLogits, find_head
+from ..models import FeaturesAndLogits
 from ..ops import infonce_loss
 from ..saliency import compute_saliency
 from ..seeding import stream_generator
 from ..saliency_storage import storage_for
 from ..training import cycle, run_steps
 from .checkpoint_choice import CheckpointChoice
-from .common import augmented, make_sgd, nt_xent
+from .common import augmented, make_sgd
 from .registry import register
 
 
@@ -176,121 +174,35 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
               **ctx.loop(steps_per_epoch))
 
 
-class ContrastiveFeatures(nn.Module):
-    """What the contrastive terms compare: s * g(z) / |g(z)|, (B, D) -> (B, P).
-
-    g: a 2-layer MLP D -> D -> P (SimCLR's projection head) when ``projection_dim`` = P > 0,
-    else the identity; s = exp(a), a learned from 0 when ``learn_feature_scale``, else s = 1.
-    Its parameters train with the model in stage 2 (undamped by the saliency) and are then
-    discarded: the unlearned model is the classifier alone."""
-
-    def __init__(self, in_features: int, config: WSSCLConfig, generator: torch.Generator):
-        super().__init__()
-        self.projector = None
-        if config.projection_dim:
-            self.projector = nn.Sequential(nn.Linear(in_features, in_features), nn.ReLU(),
-                                           nn.Linear(in_features, config.projection_dim))
-            with torch.no_grad():  # nn.Linear's default init, drawn from the seeded stream
-                for layer in (self.projector[0], self.projector[2]):
-                    bound = layer.in_features ** -0.5
-                    for tensor in (layer.weight, layer.bias):
-                        draw = torch.rand(tensor.shape, generator=generator, device=generator.device)
-                        tensor.copy_(draw * 2 * bound - bound)
-        self.log_scale = nn.Parameter(torch.zeros(())) if config.learn_feature_scale else None
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        features = F.normalize((self.projector(z) if self.projector is not None else z).float(), dim=1)
-        return features * self.log_scale.exp() if self.log_scale is not None else features
-
-
-def contrastive_weight_at(step: int, total: int, config: WSSCLConfig) -> float:
-    """lambda at stage-2 step ``step`` of ``total`` (``contrastive_schedule``)."""
-    if config.contrastive_schedule == "ramp":
-        return config.contrastive_weight * (step + 1) / total
-    if config.contrastive_schedule == "decay":
-        return config.contrastive_weight * (1 - step / total)
-    return config.contrastive_weight
-
-
-def forget_contrastive_term(z_f, z_view, z_r, y_f, y_r, config: WSSCLConfig, ctx, group,
-                            normalize: bool = True) -> torch.Tensor:
-    """InfoNCE(anchors z_f (B, D), positives z_view (B, D); negatives z_r (M, D)), on the
-    L2-normalised rows when ``normalize`` (False: the rows are compared as given).
-
-    ``contrastive_negatives="other_classes"``: the anchors of each class c contrast with the
-    retain rows of the other classes only, one fused call per class, weighted by the anchors'
-    count; anchors with no such negative add 0 (their loss, log of exp(s/T)/exp(s/T), is 0)."""
-    if config.contrastive_negatives == "all":
-        return infonce_loss(z_f, z_view, z_r, config.temperature, normalize=normalize, backend=ctx.backend,
-                            check_inputs=False, group=group)
-    total = z_f.new_zeros(())
-    for label in y_f.unique():
-        anchors, negatives = y_f == label, z_r[y_r != label]
-        if negatives.shape[0]:
-            total = total + anchors.sum() * infonce_loss(z_f[anchors], z_view[anchors], negatives, config.temperature,
-                                                         normalize=normalize, backend=ctx.backend, check_inputs=False)
-    return total / y_f.shape[0]
-
-
-def _stage2_trainables(model, saliency, config: WSSCLConfig, ctx):
-    """(module whose parameters stage 2 trains, its saliency list, the contrastive feature map or
-    None). With a projection head or a learned scale, their parameters join the model's with a
-    saliency of 1, so one optimizer (and one resumable state) covers both."""
-    if not (config.projection_dim or config.learn_feature_scale):
-        return model, saliency, None
-    if distributed.active():
-        raise ValueError("projection_dim and learn_feature_scale run in one process only (their parameters are not "
-                         "synchronised across ranks); leave them off under torchrun")
-    _, head = find_head(model, config.head_module)
-    features = ContrastiveFeatures(head.in_features, config, ctx.generator("projection_head")).to(ctx.device)
-    ones_dtype = torch.bool if storage_for(config.saliency_mode) == "bits" else torch.float32  # as the model's
-    ones = [torch.ones_like(p, dtype=ones_dtype) for p in features.parameters()]
-    return nn.ModuleDict(dict(model=model, contrastive_features=features)), list(saliency) + ones, features
-
-
-def contrastive_stage(net, model, forget, targets, retain_loader, saliency, config: WSSCLConfig, ctx,
+def contrastive_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx,
                       choice: CheckpointChoice | None = None) -> None:
     """Stage 2: CE(retain) + lambda * InfoNCE(z(x_f), z(aug x_f); negatives z(x_r)) + ``finetune_forget_weight``
-    times stage 1's bounded KL term on x_f divided by each sample's bound (the adversarial part),
-    + ``retain_pair_weight`` * SimCLR(z(x_r), z(aug x_r)) when that weight is > 0. lambda follows
-    ``contrastive_schedule``; the contrastive terms see :class:`ContrastiveFeatures` of z when
-    ``projection_dim`` or ``learn_feature_scale`` is set.
+    times stage 1's bounded KL term on x_f divided by each sample's bound (the adversarial part).
 
-    One forward of [x_r, x_f, aug x_f (, aug x_r)] serves all terms: the un-augmented forget
-    image is the anchor and the KL input (as in stage 1 and evaluation), its augmented view the
-    positive. Under torchrun the negatives of all ranks are gathered."""
-    forget_images, forget_labels = forget
+    One forward of [x_r, x_f, aug x_f] serves all terms: the un-augmented forget image is the
+    anchor and the KL input (as in stage 1 and evaluation), its augmented view the positive; z
+    are the L2-normalised inputs of the final Linear. Under torchrun the negatives of all ranks
+    are gathered."""
     pseudo_labels, bounds = targets
-    trained, saliency, features = _stage2_trainables(model, saliency, config, ctx)
-    optimizer = _stage_optimizer(trained, config, config.finetune_lr, saliency, ctx)
+    optimizer = _stage_optimizer(model, config, config.finetune_lr, saliency, ctx)
     augment_generator = ctx.generator("finetune_augment")
-    batches = enumerate(zip(cycle(retain_loader), forget_batches(
-        forget_images.shape[0], config.finetune_forget_batch_size, ctx.generator("finetune_forget_batches"))))
+    batches = zip(cycle(retain_loader), forget_batches(
+        forget_images.shape[0], config.finetune_forget_batch_size, ctx.generator("finetune_forget_batches")))
     group = torch.distributed.group.WORLD if distributed.active() else None
-    if group is not None and config.contrastive_negatives != "all":
-        raise ValueError("contrastive_negatives='other_classes' runs in one process only (its negatives are not "
-                         "gathered across ranks); use contrastive_negatives='all' under torchrun")
-
     total = config.finetune_epochs * len(retain_loader)
 
-    def loss_fn(numbered):
-        step, (retain_batch, index) = numbered
+    def loss_fn(pair):
+        retain_batch, index = pair
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
         x_f = forget_images[index]
-        views = [augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)]
-        if config.retain_pair_weight > 0:
-            views.append(augment_batch(x_r, config.view_pad, config.view_flip, augment_generator))
-        z, logits = net(torch.cat([x_r, x_f, *views]))
-        if features is not None:
-            z = features(z)
-        sizes = [x_r.shape[0], x_f.shape[0], *(v.shape[0] for v in views)]
-        z_r, z_f, z_view, *z_retain_view = z.split(sizes)
+        x_view = augment_batch(x_f, config.view_pad, config.view_flip, augment_generator)
+        z, logits = net(torch.cat([x_r, x_f, x_view]))
+        sizes = [x_r.shape[0], x_f.shape[0], x_view.shape[0]]
+        z_r, z_f, z_view = z.split(sizes)
         logits_r, logits_f = logits.split(sizes)[:2]
-        contrastive = forget_contrastive_term(z_f, z_view, z_r, forget_labels[index], y_r, config, ctx, group,
-                                              normalize=features is None)
-        loss = F.cross_entropy(logits_r, y_r) + contrastive_weight_at(step, total, config) * contrastive
-        if z_retain_view:
-            loss = loss + config.retain_pair_weight * nt_xent(z_r, z_retain_view[0], config.temperature)
+        contrastive = infonce_loss(z_f, z_view, z_r, config.temperature, backend=ctx.backend, check_inputs=False,
+                                   group=group)
+        loss = F.cross_entropy(logits_r, y_r) + config.contrastive_weight * contrastive
         if config.finetune_forget_weight > 0:
             loss = loss + config.finetune_forget_weight * bounded_forgetting_loss(
                 logits_f, pseudo_labels[index], bounds[index], sample_weights=1 / bounds[index])
@@ -298,7 +210,7 @@ def contrastive_stage(net, model, forget, targets, retain_loader, saliency, conf
 
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
                  if config.finetune_schedule == "cosine" else None)
-    run_steps(trained, optimizer, batches, loss_fn, total=total, desc="wsscl contrastive", scheduler=scheduler,
+    run_steps(model, optimizer, batches, loss_fn, total=total, desc="wsscl contrastive", scheduler=scheduler,
               on_epoch_end=epoch_ends(choice, model, "contrastive", len(retain_loader)), **ctx.loop(len(retain_loader)))
 
 
@@ -322,8 +234,7 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
             forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx, choice)
     if config.finetune_epochs:
         with ctx.stage("contrastive"):
-            contrastive_stage(net, model, (forget_images, forget_labels), targets, retain_loader, saliency, config, ctx,
-                              choice)
+            contrastive_stage(net, model, forget_images, targets, retain_loader, saliency, config, ctx, choice)
     if choice is not None:
         ctx.info.update(checkpoint_choice=dict(choice.restore_best(model), skipped_training=False))
 
