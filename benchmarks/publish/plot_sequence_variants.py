@@ -23,6 +23,19 @@ from benchmarks.harness import command_line, environment
 from wsscl_fast.report import save_figure
 
 
+def paired_rows(path: Path | str, method: str) -> tuple[list[dict], list[dict], dict]:
+    """(the method's rows, the same requests' Retrain rows, the whole result) of one
+    bench_sequential run, rows by request; refuses a run whose two lists do not pair up."""
+    result = json.loads(Path(path).read_text())
+    rows = sorted(result["rows"], key=lambda r: r["request"])
+    mine, retrain = ([r for r in rows if r["method"] == m] for m in (method, "retrain"))
+    if not mine:
+        raise SystemExit(f"{path} has no {method} rows")
+    if [r["request"] for r in mine] != [r["request"] for r in retrain]:
+        raise SystemExit(f"{path}: its {method} and Retrain rows are not the same requests")
+    return mine, retrain, result
+
+
 def load_runs(specs: list[str], method: str) -> tuple[dict, list[dict]]:
     """({label: (the method's rows, that run's Retrain rows)}, provenances), rows by request."""
     runs, sources = {}, []
@@ -30,13 +43,7 @@ def load_runs(specs: list[str], method: str) -> tuple[dict, list[dict]]:
         label, sep, path = spec.partition("=")
         if not sep:
             raise SystemExit(f"--run expects LABEL=PATH, got {spec!r}")
-        result = json.loads(Path(path).read_text())
-        rows = sorted(result["rows"], key=lambda r: r["request"])
-        mine, retrain = ([r for r in rows if r["method"] == m] for m in (method, "retrain"))
-        if not mine:
-            raise SystemExit(f"{path} has no {method} rows")
-        if [r["request"] for r in mine] != [r["request"] for r in retrain]:
-            raise SystemExit(f"{path}: its {method} and Retrain rows are not the same requests")
+        mine, retrain, result = paired_rows(path, method)
         runs[label] = (mine, retrain)
         sources.append(dict(file=Path(path).name, commit=result["environment"]["git_commit"], command=result["command"]))
     return runs, sources

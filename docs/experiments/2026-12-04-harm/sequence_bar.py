@@ -5,7 +5,7 @@ grow from request to request? Nothing is re-measured.
 Per run and request: TA minus Retrain's TA, test KL, and what the checkpoint choice did
 (``s``: skipped training and returned the given model; ``g``: trained and kept the given model;
 ``eK``: an epoch's model; ``-``: no choice recorded, the last model). Then per run: the bar met
-or not, and the test KL after request 5 against after request 1.
+or not, and the test KL after the last request against after the first.
 
     python docs/experiments/2026-12-04-harm/sequence_bar.py \
         benchmarks/results/sequential_generalise_random_seed1{0,1,2,3}_holdout_v5.json
@@ -13,8 +13,12 @@ or not, and the test KL after request 5 against after request 1.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from benchmarks.publish.plot_sequence_variants import paired_rows  # noqa: E402
 
 BAR_POINTS = 1.0  #: issue 33: within 1 test point of that request's Retrain
 
@@ -32,14 +36,9 @@ def choice_mark(row: dict) -> str:
 
 def read_run(path: Path, method: str = "wsscl") -> dict:
     """The run's per-request rows against its own Retrain, and whether it meets the bar."""
-    result = json.loads(path.read_text())
-    rows = {(r["method"], r["request"]): r for r in result["rows"]}
-    requests = sorted(k for m, k in rows if m == method)
-    per_request = []
-    for k in requests:
-        mine, retrain = rows[(method, k)], rows[("retrain", k)]
-        per_request.append(dict(request=k, TA=mine["TA"], TA_minus_retrain=mine["TA"] - retrain["TA"],
-                                test_KL=mine["test_KL"], choice=choice_mark(mine)))
+    mine, retrain, _ = paired_rows(path, method)
+    per_request = [dict(request=row["request"], TA=row["TA"], TA_minus_retrain=row["TA"] - ref["TA"],
+                        test_KL=row["test_KL"], choice=choice_mark(row)) for row, ref in zip(mine, retrain)]
     return dict(run=path.stem.rpartition("_seed")[2] or path.stem, requests=per_request,
                 bar_met=all(abs(r["TA_minus_retrain"]) <= BAR_POINTS for r in per_request),
                 outside=sum(abs(r["TA_minus_retrain"]) > BAR_POINTS for r in per_request),
@@ -47,14 +46,17 @@ def read_run(path: Path, method: str = "wsscl") -> dict:
 
 
 def markdown(runs: list[dict]) -> str:
-    """One table row per run: per request ``choice TA (minus Retrain's) / test KL``."""
+    """One table row per run: per request ``choice TA (minus Retrain's) / test KL``, then the bar
+    and the test KL after the last request against after the first."""
     width = max(len(r["requests"]) for r in runs)
-    lines = ["| run | " + " | ".join(f"after {k}" for k in range(1, width + 1)) + " | bar |",
-             "|---|" + "---|" * width + "---|"]
+    lines = ["| run | " + " | ".join(f"after {k}" for k in range(1, width + 1)) + " | bar | test KL first -> last |",
+             "|---|" + "---|" * width + "---|---|"]
     for run in runs:
         cells = [f"{r['choice']} {r['TA']:.1f} ({r['TA_minus_retrain']:+.1f}) / {r['test_KL']:.3f}"
                  for r in run["requests"]]
-        lines.append(f"| {run['run']} | " + " | ".join(cells) + f" | {'met' if run['bar_met'] else 'missed'} |")
+        first, last = run["test_KL_first_last"]
+        lines.append(f"| {run['run']} | " + " | ".join(cells)
+                     + f" | {'met' if run['bar_met'] else 'missed'} | {first:.3f} -> {last:.3f} |")
     met = sum(r["bar_met"] for r in runs)
     outside = sum(r["outside"] for r in runs)
     total = sum(len(r["requests"]) for r in runs)
