@@ -336,3 +336,82 @@ def test_wsscl_forgetting_loss_matches_the_reference():
                                forgetting_loss_ref(logits, q, bounds, retain_logits, retain_targets), rtol=0, atol=1e-6)
     torch.testing.assert_close(bounded_forgetting_loss(logits, q, bounds, sample_weights=weights),
                                forgetting_loss_ref(logits, q, bounds, sample_weights=weights), rtol=0, atol=1e-6)
+
+
+def test_wsscl_retain_targets_are_the_frozen_originals_renormalised_over_kept_classes():
+    """"original": the given model's softmax with the removed classes zeroed and renormalised,
+    p(y | x) / (1 - sum_removed p), from a copy that later steps do not move; "labels": y."""
+    from wsscl_fast.methods.wsscl import RetainTargets
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    x, y = torch.randn(7, 3, 2, 2), torch.randint(1, 4, (7,))
+    kept = torch.tensor([1, 2, 3])  # classes 0 and 4 removed
+    assert torch.equal(RetainTargets(model, kept, "labels")(x, y), y)
+    targets = RetainTargets(model, kept, "original")
+    with torch.no_grad():
+        p = torch.softmax(model(x), dim=1)
+        model[1].weight.add_(1.0)  # the run moves the model; the targets must not move with it
+    expected = p.clone()
+    expected[:, [0, 4]] = 0
+    expected /= 1 - p[:, 0:1] - p[:, 4:5]
+    torch.testing.assert_close(targets(x, y), expected, rtol=1e-5, atol=1e-6)
+    assert not any(param.requires_grad for param in targets.teacher.parameters())
+
+
+def test_wsscl_forgetting_loss_takes_soft_retain_targets():
+    from wsscl_fast.methods.wsscl import bounded_forgetting_loss
+    from wsscl_fast.reference import forgetting_loss_ref
+
+    torch.manual_seed(1)
+    logits, q, bounds = torch.randn(6, 10), torch.softmax(torch.randn(6, 10), dim=1), torch.rand(6) + 0.5
+    retain_logits, soft = torch.randn(4, 10), torch.softmax(torch.randn(4, 10), dim=1)
+    torch.testing.assert_close(bounded_forgetting_loss(logits, q, bounds, retain_logits, soft),
+                               forgetting_loss_ref(logits, q, bounds, retain_logits, soft), rtol=0, atol=1e-6)
+
+
+def test_wsscl_with_the_original_as_retain_target_counts_the_teachers_passes(trained_digits_model, classwise,
+                                                                             tiny_recipe):
+    config = _short_config("wsscl", tiny_recipe)
+    runs = {target: unlearn(trained_digits_model, classwise.forget, classwise.retain, "wsscl",
+                            config.replace(retain_target=target), test=classwise.test, holdout=classwise.holdout,
+                            runtime=QUIET)
+            for target in ("labels", "original")}
+    labels_work, original_work = (runs[t].info["work"] for t in ("labels", "original"))
+    assert original_work["trained_samples"] == labels_work["trained_samples"]
+    # one frozen forward of every retain batch: finetune_epochs passes over the retain set in stage 2,
+    # and at most one batch per step of stage 1
+    extra = original_work["inferred_samples"] - labels_work["inferred_samples"]
+    stage_1_steps = config.forget_epochs * -(-len(classwise.forget) // config.forget_batch_size)
+    stage_2 = config.finetune_epochs * len(classwise.retain)
+    assert stage_2 <= extra <= stage_2 + stage_1_steps * config.batch_size, (extra, stage_2)
+    assert runs["original"].metrics["UA"] > 50, runs["original"].metrics
+    with pytest.raises(ValueError, match="retain_target"):
+        config.replace(retain_target="teacher")
+
+
+def test_wsscl_removed_class_ascent_moves_only_the_removed_classes_logits():
+    """forget_ascent="removed": for a sample of a removed class the forget term's gradient reaches
+    only the removed classes' logits (the rest of its row is the plain gradient); other samples
+    keep the whole row."""
+    from wsscl_fast.methods.wsscl import StageTargets, ascent_columns, bounded_forgetting_loss
+
+    labels, retained = torch.tensor([0, 2, 0, 1, 3]), torch.tensor([1, 2])  # classes 0 and 3 removed
+    assert ascent_columns(labels, retained, 4, "all") is None
+    assert ascent_columns(labels, torch.arange(4), 4, "removed") is None  # no class removed: nothing to restrict
+    columns = ascent_columns(labels, retained, 4, "removed")
+    expected = torch.tensor([[1, 0, 0, 1], [1, 1, 1, 1], [1, 0, 0, 1], [1, 1, 1, 1], [1, 0, 0, 1]], dtype=torch.bool)
+    assert torch.equal(columns, expected)
+
+    torch.manual_seed(2)
+    logits = torch.randn(5, 4, requires_grad=True)
+    q, bounds = torch.softmax(torch.randn(5, 4) / 0.1, dim=1), torch.full((5,), 50.0)
+    index = torch.arange(5)
+    gradients = {}
+    for name, ascent in (("all", None), ("removed", columns)):
+        targets = StageTargets(q, bounds, ascent, retain=None)
+        (gradient,) = torch.autograd.grad(bounded_forgetting_loss(targets.forget_logits(logits, index), q, bounds),
+                                          logits)
+        gradients[name] = gradient
+    torch.testing.assert_close(gradients["removed"], gradients["all"] * columns, rtol=0, atol=0)
+    assert gradients["all"][~columns].abs().min() > 0  # the detached entries did carry gradient before

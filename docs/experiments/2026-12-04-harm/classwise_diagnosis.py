@@ -1,0 +1,84 @@
+"""Where WSS-CL's distance to the oracles comes from in the generalising class-wise cell, on the
+tuning seed only (100: its original and its Retrain, cached by the quality bench; no seed of the
+instrument is read).
+
+Against that seed's Retrain, per model: the mean shift of the margin z_y - logsumexp_{j != y} z_j
+on a fixed sample of 1,000 retain images, the validation scoring half and the forget set, the
+mean |shift| (one Retrain: it includes seed noise, as the original's row shows), the retain
+shift per remaining class, the removed class's mean logit z_0 against Retrain's, and the mean
+-log p(removed class) on the forget set. Rows: the original, Retrain, WSS-CL with the tuned
+config and with each ``FIELD=VALUE`` given, and CoUn with its tuned config.
+
+    python docs/experiments/2026-12-04-harm/classwise_diagnosis.py forget_ascent=removed retain_target=original
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.quality.cells import cache_tag, load_regime, original_and_retrain, tuned_configs  # noqa: E402
+from wsscl_fast.api import unlearn  # noqa: E402
+from wsscl_fast.data import dataset_labels  # noqa: E402
+from wsscl_fast.execution import Runtime  # noqa: E402
+from wsscl_fast.metrics import logits_on, margins  # noqa: E402
+
+TUNING_SEED, REMOVED = 100, 0
+
+
+def split_logits(model, splits: dict) -> dict:
+    return {name: logits_on(model, data) for name, data in splits.items()}
+
+
+def report(name: str, logits: dict, reference: dict, labels: dict) -> None:
+    """One row: per split the margin shift against Retrain, |shift| and z_0 - Retrain's z_0."""
+    cells = [f"{name:32s}"]
+    for split, z in logits.items():
+        shift = margins(z[None], labels[split])[0] - margins(reference[split][None], labels[split])[0]
+        z0 = float((z[:, REMOVED] - reference[split][:, REMOVED]).mean())
+        cells.append(f"{split} {float(shift.mean()):+.2f} |{float(shift.abs().mean()):.2f}| z0 {z0:+.2f}")
+    retain_shift = (margins(logits["retain"][None], labels["retain"])[0]
+                    - margins(reference["retain"][None], labels["retain"])[0])
+    per_class = [float(retain_shift[labels["retain"] == c].mean()) for c in labels["retain"].unique().tolist()]
+    forget_nll = float(-torch.log_softmax(logits["forget"], dim=1)[:, REMOVED].mean())
+    print(" | ".join(cells) + f" | forget -log p0 {forget_nll:.2f} | retain per class "
+          + " ".join(f"{v:+.1f}" for v in per_class), flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variants", nargs="*", metavar="FIELD=VALUE", help="a WSS-CL field (str, int or float) changed from the tuned config")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cell = argparse.Namespace(regime="generalise", forget=f"class:{REMOVED}", data_root=None)
+    bundle, recipe, configs = load_regime(cell)
+    original, _, (run_on, scoring), retrain, _ = original_and_retrain(cell, bundle, recipe, configs, TUNING_SEED,
+                                                                      cache_tag("generalise"))
+    tuned, _ = tuned_configs("generalise", cell.forget)
+    rows = torch.randperm(len(run_on.retain), generator=torch.Generator().manual_seed(0))[:1000].tolist()
+    splits = {"retain": Subset(run_on.retain, rows), "validation": scoring.test, "forget": run_on.forget}
+    labels = {name: dataset_labels(data) for name, data in splits.items()}
+    reference = split_logits(retrain, splits)
+    report("original", split_logits(original, splits), reference, labels)
+    report("retrain", reference, reference, labels)
+    runs = [("wsscl", "wsscl", tuned["wsscl"])]
+    for variant in args.variants:
+        field, value = variant.split("=", 1)
+        kind = type(getattr(tuned["wsscl"], field))  # str, int or float fields
+        runs.append((f"wsscl {variant}", "wsscl", tuned["wsscl"].replace(**{field: kind(value)})))
+    runs.append(("coun", "coun", tuned["coun"]))
+    for name, method, config in runs:
+        result = unlearn(original, run_on.forget, run_on.retain, method, config, holdout=run_on.holdout,
+                         seed=TUNING_SEED, runtime=Runtime(device="cpu", progress=False))
+        report(name, split_logits(result.model, splits), reference, labels)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
