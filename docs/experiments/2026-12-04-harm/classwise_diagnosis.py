@@ -5,11 +5,16 @@ instrument is read).
 Against that seed's Retrain, per model: the mean shift of the margin z_y - logsumexp_{j != y} z_j
 on a fixed sample of 1,000 retain images, the validation scoring half and the forget set, the
 mean |shift| (one Retrain: it includes seed noise, as the original's row shows), the retain
-shift per remaining class, the removed class's mean logit z_0 against Retrain's, and the mean
--log p(removed class) on the forget set. Rows: the original, Retrain, WSS-CL with the tuned
-config and with each ``FIELD=VALUE`` given, and CoUn with its tuned config.
+shift per remaining class, the removed class's mean logit z_0 against Retrain's, the mean
+-log p(removed class) on the forget set, and the mean over the forget set of the probabilities
+of the remaining classes once the removed one is taken out (softmax without z_0). Rows: the
+original, Retrain, WSS-CL with the tuned config and with each ``FIELD=VALUE`` given, and CoUn
+with its tuned config.
 
-    python docs/experiments/2026-12-04-harm/classwise_diagnosis.py forget_ascent=removed retain_target=original
+    python docs/experiments/2026-12-04-harm/classwise_diagnosis.py finetune_forget_weight=0
+
+(``forget_ascent=removed retain_target=original``, the log's other two rows, are fields of
+commit 3b87df4, deleted after their runs.)
 """
 from __future__ import annotations
 
@@ -47,8 +52,11 @@ def report(name: str, logits: dict, reference: dict, labels: dict) -> None:
                     - margins(reference["retain"][None], labels["retain"])[0])
     per_class = [float(retain_shift[labels["retain"] == c].mean()) for c in labels["retain"].unique().tolist()]
     forget_nll = float(-torch.log_softmax(logits["forget"], dim=1)[:, REMOVED].mean())
+    without_removed = logits["forget"].index_fill(1, torch.tensor([REMOVED]), float("-inf"))
+    renormalised = torch.softmax(without_removed, dim=1).mean(dim=0)
     print(" | ".join(cells) + f" | forget -log p0 {forget_nll:.2f} | retain per class "
-          + " ".join(f"{v:+.1f}" for v in per_class), flush=True)
+          + " ".join(f"{v:+.1f}" for v in per_class) + " | forget p(c | c != 0) "
+          + " ".join(f"{float(v):.2f}" for i, v in enumerate(renormalised) if i != REMOVED), flush=True)
 
 
 def main(argv=None) -> int:
