@@ -224,20 +224,9 @@ class WSSCLConfig(_Common):
     #: the one whose forget error is closest to unseen data's at the least holdout accuracy lost;
     #: methods/checkpoint_choice.py; without a holdout, "last")
     checkpoint_choice: str = "last"
-    #: what the retain term of stages 1 and 2 fits: "labels" (CE to the one-hot labels) or "original"
-    #: (CE to the given model's softmax on the same batch with the classes the retain set no longer
-    #: has set to 0 and renormalised: what a model trained without them predicts, if the given
-    #: model is calibrated; methods/wsscl.py: retain_targets)
-    retain_target: str = "labels"
-    #: the logits the forget term's gradient moves for a sample of a class the retain set no longer
-    #: has: "all" or "removed" (only the removed classes' logits: lower them rather than raise the
-    #: others; methods/wsscl.py: ascent_columns). Samples of remaining classes always move all.
-    forget_ascent: str = "all"
 
     def __post_init__(self):
         super().__post_init__()
-        self._require("retain_target", lambda v: v in ("labels", "original"), "'labels' or 'original'")
-        self._require("forget_ascent", lambda v: v in ("all", "removed"), "'all' or 'removed'")
         self._require("finetune_schedule", lambda v: v in ("constant", "cosine"), "'constant' or 'cosine'")
         self._require("checkpoint_choice", lambda v: v in ("last", "holdout"), "'last' or 'holdout'")
         self._require("saliency_mode", lambda v: v in STORAGES_BY_MODE, "'soft' or 'hard'")

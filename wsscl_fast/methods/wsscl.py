@@ -10,9 +10,6 @@ the run returns the given model or an epoch's, whichever is closest to unseen da
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Subset
@@ -114,69 +111,12 @@ def kl_bounds(model, forget_images, forget_labels, retain_loader, config: WSSCLC
     return bounds
 
 
-class RetainTargets:
-    """The targets of the retain term's cross-entropy for an augmented retain batch (x_r, y_r).
-
-    ``"labels"``: y_r. ``"original"``: the given model's (frozen, eval mode) softmax on x_r with
-    the classes the retain set no longer has set to 0 and renormalised, (B, C). Why: if the
-    given model's p(y | x) is calibrated, a model trained without class c predicts
-    p(y | x) / (1 - p(c | x)) for y != c, which is this; with no class removed it is the given
-    model's own prediction, which the oracles share on the retain set (a memorising model's
-    retain fit, a generalising model's confusions), where one-hot labels pull past it."""
-
-    def __init__(self, model, retained_classes: torch.Tensor, mode: str):
-        self.teacher = copy.deepcopy(model).eval().requires_grad_(False) if mode == "original" else None
-        self.retained_classes = retained_classes
-
-    def __call__(self, x_r: torch.Tensor, y_r: torch.Tensor) -> torch.Tensor:
-        if self.teacher is None:
-            return y_r
-        with torch.no_grad():
-            logits = self.teacher(x_r).float()
-        classes = torch.arange(logits.shape[1], device=logits.device)
-        removed = ~torch.isin(classes, self.retained_classes.to(logits.device))
-        return torch.softmax(logits.masked_fill(removed, float("-inf")), dim=1)
-
-
-def ascent_columns(forget_labels: torch.Tensor, retained_classes: torch.Tensor, num_classes: int,
-                   mode: str) -> torch.Tensor | None:
-    """(N, C) bool: the logits the forget term's gradient may move, per forget sample; None: all.
-
-    ``"removed"``: for a sample of a class the retain set no longer has, only the removed
-    classes' logits. Why: a model trained without class c predicts, if the given model is
-    calibrated, p(y | x) / (1 - p(c | x)) for y != c, so only z_c should fall. The softmax
-    gradient of -log p_c raises every other z_j by p_j as much as it lowers z_c, and through
-    shared weights (the head's biases) that raise moves the other logits on retain samples too."""
-    classes = torch.arange(num_classes, device=forget_labels.device)
-    removed_class = ~torch.isin(classes, retained_classes.to(forget_labels.device))
-    if mode == "all" or not removed_class.any():
-        return None
-    removed_sample = removed_class[forget_labels]
-    return ~removed_sample[:, None] | removed_class[None, :]
-
-
-@dataclass
-class StageTargets:
-    """What stages 1 and 2 fit, fixed before they start: per forget sample its pseudo-label q
-    (N, C), its KL bound (N,) and the logits its ascent moves (:func:`ascent_columns`); and the
-    retain term's targets."""
-    pseudo_labels: torch.Tensor
-    bounds: torch.Tensor
-    ascent: torch.Tensor | None
-    retain: RetainTargets
-
-    def forget_logits(self, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """The logits (B, C) of forget rows ``index``, detached outside their ascent columns."""
-        return logits if self.ascent is None else torch.where(self.ascent[index], logits, logits.detach())
-
-
 def bounded_forgetting_loss(forget_logits: torch.Tensor, pseudo_labels: torch.Tensor, bounds: torch.Tensor,
                             retain_logits: torch.Tensor | None = None, retain_targets: torch.Tensor | None = None,
                             sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """-mean_i w_i min(KL(q_i || softmax(z_i)), b_i), plus CE(retain) when retain logits are given.
 
     forget_logits z: (B, C); pseudo_labels q: (B, C), rows summing to 1; bounds b: (B,);
-    retain_targets: labels (B_r,) or probabilities (B_r, C) (:class:`RetainTargets`);
     sample_weights w: (B,), 1 when None. reference.forgetting_loss_ref is the plain copy that
     tests compare against."""
     q = pseudo_labels.float()
@@ -215,6 +155,7 @@ def epoch_ends(choice: CheckpointChoice | None, model, stage: str, steps_per_epo
 def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency, config: WSSCLConfig, ctx,
                      choice: CheckpointChoice | None = None) -> None:
     """Stage 1: minimise -mean min(KL(q || p_theta(x_f)), bound) + alpha * CE(retain), one forward."""
+    pseudo_labels, bounds = targets
     optimizer = _stage_optimizer(model, config, config.forget_lr, saliency, ctx)
     augment_generator = ctx.generator("forget_augment")
     steps_per_epoch = -(-forget_images.shape[0] // config.forget_batch_size)
@@ -226,8 +167,7 @@ def forgetting_stage(net, model, forget_images, targets, retain_loader, saliency
         x_r, y_r = augmented(retain_batch, config, ctx, augment_generator)
         _, logits = net(torch.cat([forget_images[index], x_r]))
         logits_f, logits_r = logits.split([index.shape[0], x_r.shape[0]])
-        return bounded_forgetting_loss(targets.forget_logits(logits_f, index), targets.pseudo_labels[index],
-                                       targets.bounds[index], logits_r, targets.retain(x_r, y_r))
+        return bounded_forgetting_loss(logits_f, pseudo_labels[index], bounds[index], logits_r, y_r)
 
     run_steps(model, optimizer, batches, loss_fn, total=config.forget_epochs * steps_per_epoch,
               desc="wsscl forget", on_epoch_end=epoch_ends(choice, model, "forget", steps_per_epoch),
@@ -243,6 +183,7 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
     anchor and the KL input (as in stage 1 and evaluation), its augmented view the positive; z
     are the L2-normalised inputs of the final Linear. Under torchrun the negatives of all ranks
     are gathered."""
+    pseudo_labels, bounds = targets
     optimizer = _stage_optimizer(model, config, config.finetune_lr, saliency, ctx)
     augment_generator = ctx.generator("finetune_augment")
     batches = zip(cycle(retain_loader), forget_batches(
@@ -261,11 +202,10 @@ def contrastive_stage(net, model, forget_images, targets, retain_loader, salienc
         logits_r, logits_f = logits.split(sizes)[:2]
         contrastive = infonce_loss(z_f, z_view, z_r, config.temperature, backend=ctx.backend, check_inputs=False,
                                    group=group)
-        loss = F.cross_entropy(logits_r.float(), targets.retain(x_r, y_r)) + config.contrastive_weight * contrastive
+        loss = F.cross_entropy(logits_r, y_r) + config.contrastive_weight * contrastive
         if config.finetune_forget_weight > 0:
             loss = loss + config.finetune_forget_weight * bounded_forgetting_loss(
-                targets.forget_logits(logits_f, index), targets.pseudo_labels[index], targets.bounds[index],
-                sample_weights=1 / targets.bounds[index])
+                logits_f, pseudo_labels[index], bounds[index], sample_weights=1 / bounds[index])
         return loss
 
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
@@ -283,12 +223,8 @@ def run(model, forget_loader, retain_loader, config: WSSCLConfig, ctx):
         if choice is not None and choice.at_target():  # nothing to forget: no saliency, no training
             ctx.info.update(checkpoint_choice=dict(choice.restore_best(model), skipped_training=True))
             return
-        retained_classes = dataset_labels(retain_loader).unique()
-        pseudo_labels = aggregated_pseudo_labels(model, forget_images, config, ctx.generator("pseudo_label_views"))
-        targets = StageTargets(
-            pseudo_labels, kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx),
-            ascent_columns(forget_labels, retained_classes, pseudo_labels.shape[1], config.forget_ascent),
-            RetainTargets(model, retained_classes, config.retain_target))
+        targets = (aggregated_pseudo_labels(model, forget_images, config, ctx.generator("pseudo_label_views")),
+                   kl_bounds(model, forget_images, forget_labels, retain_loader, config, ctx))
     with ctx.stage("saliency"):  # leaves the model's weights, gradients and mode as they were
         saliency = compute_saliency(model, forget_loader, config.saliency_ratio, config.saliency_mode,
                                     device=ctx.device, backend=ctx.backend, saliency_storage=storage_for(config.saliency_mode))
