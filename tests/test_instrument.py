@@ -46,3 +46,36 @@ def test_the_summary_names_the_lowest_rows_retain_accuracy_beside_the_oracles():
     sentence = cell_sentence("generalise", "classwise", _cell_result(best_ra=29.3))
     assert "the lowest point estimate is neggrad_plus's (4.600, at RA 29.3 against the oracles' 85.0)" in sentence
     assert "above neggrad_plus" in sentence
+
+
+def test_unlearned_runs_of_two_configs_are_cached_side_by_side(tmp_path, monkeypatch):
+    """A variant's runs get their own cache file: running the tuned config after a variant loads
+    the tuned run again instead of overwriting (or returning) the variant's."""
+    from types import SimpleNamespace
+
+    from benchmarks.quality import instrument
+    from wsscl_fast import WSSCLConfig
+
+    calls = []
+
+    def fake_unlearn(model, forget, retain, method, config, **kwargs):
+        calls.append(config.finetune_lr)
+        model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.constant_(model.weight, config.finetune_lr)
+        return SimpleNamespace(model=model, rte=1.0, info={"work": {"sample_passes": 7}}, timings={})
+
+    monkeypatch.setattr(instrument, "CACHE", tmp_path)
+    monkeypatch.setattr(instrument, "unlearn", fake_unlearn)
+    monkeypatch.setattr(instrument, "original", lambda cell, seed: (None, 0.0))
+    monkeypatch.setattr(instrument, "validation_halves", lambda cell: ([0], [1]))
+    monkeypatch.setattr(instrument, "logits_on", lambda model, data: torch.full((2, 3), float(model.weight.detach())))
+    cell = SimpleNamespace(key="cell", points={"forget": [0], "validation": [0, 1]},
+                           scenario=SimpleNamespace(forget=None, retain=None))
+    tuned, variant = WSSCLConfig(finetune_lr=0.01), WSSCLConfig(finetune_lr=0.02)
+    first = instrument.unlearned_run(cell, "wsscl", tuned, 0)
+    instrument.unlearned_run(cell, "wsscl", variant, 0)
+    again = instrument.unlearned_run(cell, "wsscl", tuned, 0)
+    assert calls == [0.01, 0.02]  # the tuned run came from the cache the second time
+    assert torch.equal(again["logits"]["forget"], first["logits"]["forget"])
+    assert again["config"] == tuned.to_dict()
+    assert len(list((tmp_path / "unlearned").glob("cell-wsscl-*-s0.pt"))) == 2
