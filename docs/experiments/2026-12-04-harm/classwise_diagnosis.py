@@ -44,13 +44,12 @@ def split_logits(model, splits: dict) -> dict:
 def report(name: str, logits: dict, reference: dict, labels: dict) -> None:
     """One row: per split the margin shift against Retrain, |shift| and z_0 - Retrain's z_0."""
     cells = [f"{name:32s}"]
+    shifts = {split: margins(z[None], labels[split])[0] - margins(reference[split][None], labels[split])[0]
+              for split, z in logits.items()}
     for split, z in logits.items():
-        shift = margins(z[None], labels[split])[0] - margins(reference[split][None], labels[split])[0]
         z0 = float((z[:, REMOVED] - reference[split][:, REMOVED]).mean())
-        cells.append(f"{split} {float(shift.mean()):+.2f} |{float(shift.abs().mean()):.2f}| z0 {z0:+.2f}")
-    retain_shift = (margins(logits["retain"][None], labels["retain"])[0]
-                    - margins(reference["retain"][None], labels["retain"])[0])
-    per_class = [float(retain_shift[labels["retain"] == c].mean()) for c in labels["retain"].unique().tolist()]
+        cells.append(f"{split} {float(shifts[split].mean()):+.2f} |{float(shifts[split].abs().mean()):.2f}| z0 {z0:+.2f}")
+    per_class = [float(shifts["retain"][labels["retain"] == c].mean()) for c in labels["retain"].unique().tolist()]
     forget_nll = float(-torch.log_softmax(logits["forget"], dim=1)[:, REMOVED].mean())
     without_removed = logits["forget"].index_fill(1, torch.tensor([REMOVED]), float("-inf"))
     renormalised = torch.softmax(without_removed, dim=1).mean(dim=0)
