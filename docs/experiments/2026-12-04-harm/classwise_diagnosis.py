@@ -48,7 +48,8 @@ def report(name: str, logits: dict, reference: dict, labels: dict) -> None:
               for split, z in logits.items()}
     for split, z in logits.items():
         z0 = float((z[:, REMOVED] - reference[split][:, REMOVED]).mean())
-        cells.append(f"{split} {float(shifts[split].mean()):+.2f} |{float(shifts[split].abs().mean()):.2f}| z0 {z0:+.2f}")
+        shift = shifts[split]
+        cells.append(f"{split} {float(shift.mean()):+.2f} |{float(shift.abs().mean()):.2f}| z0 {z0:+.2f}")
     per_class = [float(shifts["retain"][labels["retain"] == c].mean()) for c in labels["retain"].unique().tolist()]
     forget_nll = float(-torch.log_softmax(logits["forget"], dim=1)[:, REMOVED].mean())
     without_removed = logits["forget"].index_fill(1, torch.tensor([REMOVED]), float("-inf"))
@@ -60,7 +61,8 @@ def report(name: str, logits: dict, reference: dict, labels: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variants", nargs="*", metavar="FIELD=VALUE", help="a WSS-CL field (str, int or float) changed from the tuned config")
+    parser.add_argument("variants", nargs="*", metavar="FIELD=VALUE",
+                        help="a WSS-CL field (str, int or float) changed from the tuned config")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cell = argparse.Namespace(regime="generalise", forget=f"class:{REMOVED}", data_root=None)
