@@ -1,4 +1,5 @@
 """The instrument's cross-fitted KLoM, floor and paired verdicts on synthetic margins."""
+import pytest
 import torch
 
 from benchmarks.quality.instrument import SPLITS, cross_klom, paired_difference, score_floor
@@ -79,3 +80,21 @@ def test_unlearned_runs_of_two_configs_are_cached_side_by_side(tmp_path, monkeyp
     assert torch.equal(again["logits"]["forget"], first["logits"]["forget"])
     assert again["config"] == tuned.to_dict()
     assert len(list((tmp_path / "unlearned").glob("cell-wsscl-*-s0.pt"))) == 2
+
+
+def test_the_instrument_reads_another_tunings_configs_and_refuses_one_that_lacks_a_method(tmp_path):
+    import json
+
+    from benchmarks.quality.cells import REPO, tuned_configs
+
+    stored = json.loads((REPO / "benchmarks" / "results" / "quality_memorise_random.json").read_text())["configs"]
+    stored["wsscl"] = {**stored["wsscl"], "finetune_lr": 0.001}
+    path = tmp_path / "tuning_memorise_random_margin.json"
+    path.write_text(json.dumps({"configs": stored}))
+    configs, source = tuned_configs("memorise", "random:0.1", path)
+    assert configs["wsscl"].finetune_lr == 0.001 and source == str(path.resolve())
+    assert tuned_configs("memorise", "random:0.1")[0]["wsscl"].finetune_lr != 0.001  # the default file is untouched
+    del stored["neggrad_plus"]
+    path.write_text(json.dumps({"configs": stored}))
+    with pytest.raises(ValueError, match="neggrad_plus"):
+        tuned_configs("memorise", "random:0.1", path)

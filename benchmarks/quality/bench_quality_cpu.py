@@ -70,7 +70,7 @@ def tune_all(args, bundle, recipe, configs, methods, tag) -> dict:
     for method in methods:
         tuned[method] = dict(seeds=args.tune_seeds, cost_cap_work_fraction=args.cost_cap, **tune_method(
             method, configs[method], seeds, trials=args.tune_trials, cost_cap=args.cost_cap))
-        print(f"  {method}: validation gap {tuned[method]['validation_gap']:.2f} "
+        print(f"  {method}: validation gap {tuned[method]['score']:.2f} "
               f"(seed standard error {tuned[method]['seed_standard_error']:.2f}, "
               f"runner-up {tuned[method]['margin_to_runner_up']:.2f} behind)", flush=True)
     return tuned

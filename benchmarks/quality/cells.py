@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.harness import REPO
-from benchmarks.quality.tuning import TuningSeed, split_validation, validation_metrics
+from benchmarks.quality.tuning import TuningSeed, distance_points, split_margins, split_validation, validation_metrics
 
 from wsscl_fast.checkpoint import atomic_save
 from wsscl_fast.data import FASHION_MNIST_ROOT, load_cifar10_bundle, load_fashion_mnist_bundle, make_scenario
@@ -112,10 +112,13 @@ def original_and_retrain(args, bundle, recipe, configs, seed: int, tag: str):
 
 
 def tuning_seed(args, bundle, recipe, configs, seed: int, tag: str) -> TuningSeed:
-    """A tuning seed's original, scenario halves, Retrain metrics and Retrain work (models cached)."""
+    """A tuning seed's original, scenario halves, Retrain metrics, Retrain work and Retrain's
+    margins on the margin objective's points (models cached)."""
     original, _, (run_on, scoring), retrain_model, _ = original_and_retrain(args, bundle, recipe, configs, seed, tag)
+    points = distance_points(run_on, scoring)
     return TuningSeed(seed, original, run_on, scoring, validation_metrics(retrain_model, scoring),
-                      retrain_work(configs["retrain"].epochs, len(run_on.retain)))
+                      retrain_work(configs["retrain"].epochs, len(run_on.retain)), points,
+                      split_margins(retrain_model, points))
 
 
 def scenario_name(forget: str) -> str:
@@ -127,9 +130,14 @@ def cell_name(regime: str, forget: str) -> str:
     return f"{regime}_{scenario_name(forget)}"
 
 
-def tuned_configs(regime: str, forget: str) -> tuple[dict, str]:
-    """{method: config} as the quality bench tuned them for the cell, and the file they come from."""
-    path = REPO / "benchmarks" / "results" / f"quality_{cell_name(regime, forget)}.json"
+def tuned_configs(regime: str, forget: str, path: str | Path | None = None) -> tuple[dict, str]:
+    """{method: config} as tuned for the cell, and the file they come from: ``path`` (a result
+    with a ``configs`` mapping, as ``tune_cell.py`` writes) or, by default, the quality bench's."""
+    path = Path(path) if path else REPO / "benchmarks" / "results" / f"quality_{cell_name(regime, forget)}.json"
     stored = json.loads(path.read_text())["configs"]
+    missing = [m for m in UNLEARNING_METHODS if m not in stored]
+    if missing:
+        raise ValueError(f"{path} has no config for {missing}: tune every method of the cell")
     configs = {m: get_method(m).config_class.from_dict(stored[m]) for m in UNLEARNING_METHODS}
-    return configs, str(path.relative_to(REPO))
+    path = path.resolve()
+    return configs, str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)

@@ -2,7 +2,8 @@
 
 For one cell (regime x forget spec; ``benchmarks/quality/ensembles.py`` trains and caches its n
 originals and n oracles), each method unlearns each original i (seed i) with the configs
-tuned by the quality bench (``benchmarks/results/quality_<regime>_<scenario>.json``). Then:
+tuned by the quality bench (``benchmarks/results/quality_<regime>_<scenario>.json``, on the Avg.
+Gap) or, with ``--configs``, by another tuning (``tune_cell.py``, e.g. on the margin objective). Then:
 
 - KLoM per sample (``wsscl_fast.metrics.klom``) between the method's models and the oracles,
   cross-fitted at n/2 a side (the first half of one against the second half of the other, and
@@ -195,15 +196,19 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                         help="change a tuned config (a variant to measure); the result needs --name")
+    parser.add_argument("--configs", default=None, metavar="JSON",
+                        help="the tuned configs (default: the quality bench's file for the cell; e.g. a tune_cell.py "
+                             "result); the result needs --name")
     parser.add_argument("--name", default=None, help="suffix of the result file: instrument_<cell>_<name>.json")
     args = parser.parse_args(argv)
-    if args.set and not args.name:
-        parser.error("--set measures a variant: give it a --name, so that the cell's own result is not replaced")
+    if (args.set or args.configs) and not args.name:
+        parser.error("--set and --configs measure other configs: give them a --name, so that the cell's own result "
+                     "is not replaced")
     if args.models < 4 or args.models % 2:
         parser.error("--models must be even and >= 4 (the floor compares two halves of the oracles)")
     measured_with = environment()
     cell = load_cell(args.regime, args.forget, args.data_root)
-    tuned, config_source = tuned_configs(cell.regime, cell.forget)
+    tuned, config_source = tuned_configs(cell.regime, cell.forget, args.configs)
     methods = [m for m in args.methods.split(",") if m]
     configs = apply_overrides(tuned, args.set, used=tuple(methods))
     n = args.models
