@@ -12,7 +12,7 @@ with each ``FIELD=VALUE`` given, and each ``--baselines`` method with its tuned 
 
     python docs/experiments/2026-12-04-harm/diagnosis.py finetune_forget_weight=0
     python docs/experiments/2026-12-04-harm/diagnosis.py --regime memorise --forget random:0.1 \\
-        --baselines neggrad_plus finetune_forget_weight=0
+        --baselines neggrad_plus,ga finetune_forget_weight=0
 
 (``forget_ascent=removed retain_target=original``, two rows of the class-wise output, are fields
 of commit 3b87df4, deleted after their runs; that output was written by this script's first
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                         help="a WSS-CL field (str, int or float) changed from the tuned config")
     parser.add_argument("--regime", choices=("generalise", "memorise"), default="generalise")
     parser.add_argument("--forget", default="class:0", help="class:K or random:FRACTION, as the quality bench")
-    parser.add_argument("--baselines", nargs="*", default=["coun"], help="methods run with their tuned configs")
+    parser.add_argument("--baselines", default="coun", help="methods run with their tuned configs, comma-separated")
     parser.add_argument("--data-root", default=str(DEFAULT_CIFAR10), help="CIFAR-10 (the memorising regime)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         field, value = variant.split("=", 1)
         kind = type(getattr(tuned["wsscl"], field))  # str, int or float fields
         runs.append((f"wsscl {variant}", "wsscl", tuned["wsscl"].replace(**{field: kind(value)})))
-    runs += [(method, method, tuned[method]) for method in args.baselines]
+    runs += [(method, method, tuned[method]) for method in args.baselines.split(",") if method]
     for name, method, config in runs:
         result = unlearn(original, run_on.forget, run_on.retain, method, config, holdout=run_on.holdout,
                          seed=TUNING_SEED, runtime=Runtime(device="cpu", progress=False))
